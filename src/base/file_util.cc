@@ -1,0 +1,148 @@
+#include "base/file_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+namespace layerfs {
+
+Status PreadFully(int fd, void* buf, size_t length, uint64_t offset, std::string_view name) {
+  auto* p = static_cast<char*>(buf);
+  while (length > 0) {
+    ssize_t n = ::pread(fd, p, length, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, std::string("read ") + std::string(name));
+    }
+    if (n == 0) return Status::Corrupt(std::string(name) + ": unexpected end of file");
+    p += n;
+    length -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::FromErrno(errno, path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, path);
+  if (!S_ISREG(st.st_mode)) return Status::Invalid(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_size) {
+    return Status::Invalid(path + ": too large (" + std::to_string(st.st_size) + " bytes, limit " +
+                           std::to_string(max_size) + ")");
+  }
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  LAYERFS_RETURN_IF_ERROR(PreadFully(fd.get(), data.data(), data.size(), 0, path));
+  return data;
+}
+
+Status MakeDirs(const std::string& path, mode_t mode) {
+  if (path.empty()) return Status::Ok();
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status::Ok();
+    return Status::Error(ENOTDIR, path + ": not a directory");
+  }
+  size_t slash = path.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    LAYERFS_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash), mode));
+  }
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return Status::FromErrno(errno, "create directory " + path);
+  }
+  return Status::Ok();
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : fd_(std::move(other.fd_)),
+      final_path_(std::move(other.final_path_)),
+      temp_path_(std::move(other.temp_path_)),
+      committed_(other.committed_) {
+  other.temp_path_.clear();
+}
+
+AtomicFile& AtomicFile::operator=(AtomicFile&& other) noexcept {
+  if (this != &other) {
+    Abandon();
+    fd_ = std::move(other.fd_);
+    final_path_ = std::move(other.final_path_);
+    temp_path_ = std::move(other.temp_path_);
+    committed_ = other.committed_;
+    other.temp_path_.clear();
+  }
+  return *this;
+}
+
+AtomicFile::~AtomicFile() { Abandon(); }
+
+void AtomicFile::Abandon() {
+  if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+  temp_path_.clear();
+}
+
+Result<AtomicFile> AtomicFile::Create(const std::string& final_path, mode_t mode) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  AtomicFile file;
+  file.final_path_ = final_path;
+  size_t slash = final_path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : final_path.substr(0, slash);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    char suffix[32];
+    snprintf(suffix, sizeof(suffix), ".tmp-%016llx", static_cast<unsigned long long>(rng()));
+    std::string temp = final_path + suffix;
+    int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd >= 0) {
+      file.fd_.reset(fd);
+      file.temp_path_ = temp;
+      return file;
+    }
+    if (errno != EEXIST) return Status::FromErrno(errno, "create " + temp);
+  }
+  return Status::Error(EEXIST, "create a temporary file in " + dir + ": too many collisions");
+}
+
+Status AtomicFile::Write(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd_.get(), p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno(errno, "write " + temp_path_);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status AtomicFile::Commit() {
+  if (::fdatasync(fd_.get()) != 0) return Status::FromErrno(errno, "sync " + temp_path_);
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+    return Status::FromErrno(errno, "rename " + temp_path_ + " to " + final_path_);
+  }
+  committed_ = true;
+  temp_path_.clear();
+  return Status::Ok();
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  LAYERFS_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path, mode));
+  LAYERFS_RETURN_IF_ERROR(file.Write(data.data(), data.size()));
+  return file.Commit();
+}
+
+Status CheckWritableDir(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, path);
+  if (!S_ISDIR(st.st_mode)) return Status::Error(ENOTDIR, path + ": not a directory");
+  if (::access(path.c_str(), W_OK | X_OK) != 0) {
+    return Status::FromErrno(errno, path + " is not writable");
+  }
+  return Status::Ok();
+}
+
+}  // namespace layerfs

@@ -1,0 +1,64 @@
+// Small file-system helpers: bounded reads, directory creation and atomic replacement.
+#ifndef LAYERFS_BASE_FILE_UTIL_H_
+#define LAYERFS_BASE_FILE_UTIL_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/unique_fd.h"
+#include "layerfs/status.h"
+
+namespace layerfs {
+
+// Reads all of `fd` from `offset`, for at most `length` bytes, failing if the file holds fewer.
+Status PreadFully(int fd, void* buf, size_t length, uint64_t offset, std::string_view name);
+
+// Reads a whole (small) file; a file larger than `max_size` is an error, so that a hostile
+// manifest cannot make layerfs allocate without bound.
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_size);
+
+// mkdir -p with `mode` for the directories it creates.
+Status MakeDirs(const std::string& path, mode_t mode = 0755);
+
+// A file that appears under its final name only once it is complete: written to a temporary name
+// in the same directory, synced, then renamed over the final name. If it is destroyed before
+// Commit(), the temporary file is removed, so a crash or an error never leaves a partial file under
+// the final name.
+class AtomicFile {
+ public:
+  AtomicFile() = default;
+  AtomicFile(AtomicFile&& other) noexcept;
+  AtomicFile& operator=(AtomicFile&& other) noexcept;
+  ~AtomicFile();
+
+  static Result<AtomicFile> Create(const std::string& final_path, mode_t mode = 0644);
+
+  int fd() const { return fd_.get(); }
+  const std::string& path() const { return final_path_; }
+  Status Write(const void* data, size_t size);
+  // Syncs and renames into place; the fd stays open (read-only use of it is fine afterwards).
+  Status Commit();
+  // After Commit(): hands over the descriptor.
+  UniqueFd ReleaseFd() { return std::move(fd_); }
+
+ private:
+  void Abandon();
+
+  UniqueFd fd_;
+  std::string final_path_;
+  std::string temp_path_;
+  bool committed_ = false;
+};
+
+// Writes `data` to `path` atomically (see AtomicFile).
+Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+
+// Whether `path` is a directory we can create files in.
+Status CheckWritableDir(const std::string& path);
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_BASE_FILE_UTIL_H_

@@ -1,0 +1,168 @@
+#include "fuse/session.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "base/log.h"
+#include "fuse/ops.h"
+
+namespace layerfs {
+namespace {
+
+// Mount points in /proc/self/mountinfo are octal-escaped (space is \040).
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = 0;
+      bool ok = true;
+      for (size_t k = 1; k <= 3; ++k) {
+        char c = s[i + k];
+        if (c < '0' || c > '7') ok = false;
+        v = v * 8 + (c - '0');
+      }
+      if (ok) {
+        out += static_cast<char>(v);
+        i += 3;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+bool IsMountPoint(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (fields >> id >> parent >> dev >> root >> point && Unescape(point) == path) return true;
+  }
+  return false;
+}
+
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+
+}  // namespace
+
+Status CheckMountpoint(const std::string& mountpoint) {
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      return Status::Error(ENOTCONN, "mountpoint " + mountpoint +
+                                         " is a stale FUSE mount; unmount it with fusermount3 -u " +
+                                         mountpoint);
+    }
+    if (errno == ENOENT) {
+      return Status::Error(ENOENT, "mountpoint " + mountpoint + " does not exist");
+    }
+    return Status::FromErrno(errno, "mountpoint " + mountpoint);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::Error(ENOTDIR, "mountpoint " + mountpoint + " is not a directory");
+  }
+  char* real = ::realpath(mountpoint.c_str(), nullptr);
+  std::string resolved = real != nullptr ? real : mountpoint;
+  std::free(real);
+  if (IsMountPoint(resolved)) {
+    return Status::Error(EBUSY, "mountpoint " + mountpoint +
+                                    " is already a mount point (busy); unmount it first");
+  }
+  return Status::Ok();
+}
+
+Status ServeMount(Filesystem* fs, const MountOptions& options) {
+  LAYERFS_RETURN_IF_ERROR(CheckMountpoint(options.mountpoint));
+
+  std::string mount_opts = "fsname=" + options.fsname + ",subtype=layerfs,default_permissions";
+  if (fs->options().read_only) mount_opts += ",ro";
+  std::vector<std::string> argv_storage = {"layerfs", "-o", mount_opts};
+  for (const std::string& o : options.fuse_options) {
+    argv_storage.push_back("-o");
+    argv_storage.push_back(o);
+  }
+  if (options.debug) argv_storage.push_back("-d");
+  std::vector<char*> argv;
+  for (std::string& s : argv_storage) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  std::unique_ptr<fuse_session, SessionDeleter> se(
+      fuse_session_new(&args, &LayerfsOps(), sizeof(fuse_lowlevel_ops), fs));
+  if (!se) {
+    return Status::Invalid("FUSE refused the mount options (" + mount_opts +
+                           (options.fuse_options.empty() ? "" : ", ...") + ")");
+  }
+  if (fuse_set_signal_handlers(se.get()) != 0) {
+    return Status::Error(EIO, "cannot install signal handlers");
+  }
+  if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se.get());
+    return Status::Error(EIO, "cannot mount on " + options.mountpoint +
+                                  " (is /dev/fuse available, and fusermount3 installed?)");
+  }
+  const bool foreground = options.foreground || options.debug;
+  if (!foreground) {
+    LogToSyslog("layerfs");
+    if (fuse_daemonize(0) != 0) {
+      fuse_session_unmount(se.get());
+      fuse_remove_signal_handlers(se.get());
+      return Status::Error(EIO, "cannot detach from the terminal");
+    }
+  }
+
+  int rc;
+  if (options.single_thread) {
+    rc = fuse_session_loop(se.get());
+  } else {
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(config, 1);
+    if (options.max_threads > 0) fuse_loop_cfg_set_max_threads(config, options.max_threads);
+    rc = fuse_session_loop_mt(se.get(), config);
+    fuse_loop_cfg_destroy(config);
+  }
+  fuse_session_unmount(se.get());
+  fuse_remove_signal_handlers(se.get());
+  if (rc != 0 && rc != SIGINT && rc != SIGTERM && rc != SIGHUP) {
+    return Status::Error(EIO, "FUSE session ended with an error (" + std::to_string(rc) + ")");
+  }
+  return Status::Ok();
+}
+
+Status Unmount(const std::string& mountpoint, bool lazy) {
+  if (::geteuid() == 0) {
+    if (::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) == 0) return Status::Ok();
+    if (errno != EPERM) return Status::FromErrno(errno, "unmount " + mountpoint);
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) return Status::FromErrno(errno, "fork");
+  if (pid == 0) {
+    if (lazy) {
+      ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", mountpoint.c_str(), nullptr);
+    } else {
+      ::execlp("fusermount3", "fusermount3", "-u", "--", mountpoint.c_str(), nullptr);
+    }
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    return Status::Error(ENOENT, "unmount " + mountpoint + ": fusermount3 not found");
+  }
+  return Status::Error(EIO, "unmount " + mountpoint + ": fusermount3 failed");
+}
+
+}  // namespace layerfs

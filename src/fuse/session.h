@@ -1,0 +1,37 @@
+// Mounting a Filesystem and serving it until it is unmounted or signalled.
+#ifndef LAYERFS_FUSE_SESSION_H_
+#define LAYERFS_FUSE_SESSION_H_
+
+#include <string>
+#include <vector>
+
+#include "fuse/filesystem.h"
+#include "layerfs/status.h"
+
+namespace layerfs {
+
+struct MountOptions {
+  std::string mountpoint;
+  std::string fsname;                     // shown in /proc/mounts
+  std::vector<std::string> fuse_options;  // -o options passed through to FUSE
+  bool foreground = false;
+  bool debug = false;                     // FUSE request log on stderr (implies foreground)
+  bool single_thread = false;
+  unsigned max_threads = 0;               // 0: libfuse's default
+};
+
+// Checks that `mountpoint` can be mounted on: an existing directory that is not already a mount
+// point (a stale FUSE mount gets its own message).
+Status CheckMountpoint(const std::string& mountpoint);
+
+// Mounts `fs`, detaches unless `foreground` (the mount is in place when this process's parent
+// returns), and serves requests until unmounted or SIGINT/SIGTERM/SIGHUP. Errors before the mount
+// is in place are returned; nothing is left mounted after an error.
+Status ServeMount(Filesystem* fs, const MountOptions& options);
+
+// Unmounts a layerfs (or any FUSE) mount: umount2 when privileged, else fusermount3 -u.
+Status Unmount(const std::string& mountpoint, bool lazy);
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_FUSE_SESSION_H_

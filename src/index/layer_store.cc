@@ -1,0 +1,279 @@
+#include "index/layer_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "base/file_util.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "blob/sha256.h"
+#include "index/index_builder.h"
+#include "tar/tar_reader.h"
+
+namespace layerfs {
+namespace {
+
+struct Stamp {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved;
+  uint8_t digest[32];
+  uint64_t offset;
+  uint64_t length;
+  uint64_t dev;
+  uint64_t ino;
+  uint64_t size;
+  int64_t mtime_ns;
+  int64_t ctime_ns;
+};
+constexpr char kStampMagic[8] = {'L', 'F', 'S', 'S', 'T', 'A', 'M', 'P'};
+
+Stamp MakeStamp(const Digest& digest, const struct stat& st, uint64_t offset, uint64_t length) {
+  Stamp s;
+  std::memset(&s, 0, sizeof(s));
+  std::memcpy(s.magic, kStampMagic, sizeof(s.magic));
+  s.version = 1;
+  std::memcpy(s.digest, digest.bytes().data(), sizeof(s.digest));
+  FileIdentity id = FileIdentity::Of(st);
+  s.offset = offset;
+  s.length = length;
+  s.dev = id.dev;
+  s.ino = id.ino;
+  s.size = id.size;
+  s.mtime_ns = id.mtime_ns;
+  s.ctime_ns = id.ctime_ns;
+  return s;
+}
+
+std::string MismatchMessage(const std::string& what, const Digest& expected, const Digest& got) {
+  return what + " does not match its digest: the image says " + expected.str() +
+         ", the content is " + got.str();
+}
+
+}  // namespace
+
+std::string LayerStore::DefaultDir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/layerfs";
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] != '\0') return std::string(home) + "/.cache/layerfs";
+  return "/var/tmp/layerfs-cache-" + std::to_string(::getuid());
+}
+
+std::string LayerStore::IndexPath(const Digest& diff_id) const {
+  return dir_ + "/index/sha256/" + diff_id.hex() + ".idx";
+}
+
+std::string LayerStore::CopyPath(const Digest& diff_id) const {
+  return dir_ + "/blobs/sha256/" + diff_id.hex() + ".tar";
+}
+
+std::string LayerStore::StampPath(const Digest& digest, const struct stat& st, uint64_t offset,
+                                  uint64_t length) const {
+  uint64_t key[4] = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), offset,
+                     length};
+  uint64_t h = Hash64Concat(digest.bytes().data(), digest.bytes().size(), key, sizeof(key));
+  char name[17];
+  snprintf(name, sizeof(name), "%016llx", static_cast<unsigned long long>(h));
+  return dir_ + "/verified/" + name;
+}
+
+bool LayerStore::StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return false;
+  std::string path = StampPath(digest, st, offset, length);
+  UniqueFd stamp_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!stamp_fd) return false;
+  Stamp want = MakeStamp(digest, st, offset, length);
+  Stamp got;
+  ssize_t n = ::pread(stamp_fd.get(), &got, sizeof(got), 0);
+  return n == static_cast<ssize_t>(sizeof(got)) && std::memcmp(&want, &got, sizeof(got)) == 0;
+}
+
+Status LayerStore::WriteStamp(const Digest& digest, int fd, uint64_t offset,
+                              uint64_t length) const {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat");
+  LAYERFS_RETURN_IF_ERROR(MakeDirs(dir_ + "/verified"));
+  Stamp s = MakeStamp(digest, st, offset, length);
+  return WriteFileAtomic(StampPath(digest, st, offset, length),
+                         std::string_view(reinterpret_cast<const char*>(&s), sizeof(s)));
+}
+
+Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
+  if (!spec.diff_id) return Status::Invalid(spec.label + ": the image config gives no diff_id");
+  const Digest& key = *spec.diff_id;
+  Layer layer;
+  layer.label = spec.label;
+  layer.position = spec.index;
+
+  auto index = LayerIndex::Open(IndexPath(key));
+  if (index.ok() && index->diff_id() == key) {
+    if (spec.compression == Compression::kNone) {
+      if (index->tar_size() == spec.blob.length) {
+        if (spec.blob_digest && *spec.blob_digest != key) {
+          return Status::Corrupt(spec.label + ": " + spec.blob.name +
+                                 ": an uncompressed layer whose manifest digest differs from "
+                                 "its config diff_id");
+        }
+        layer.index = std::move(index).value();
+        layer.data_file = spec.blob.file;
+        layer.data_offset = spec.blob.offset;
+        if (!StampValid(key, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
+          // The blob is not the one verified before (copied, touched, replaced): check it again.
+          LAYERFS_ASSIGN_OR_RETURN(Digest got, HashRange(spec.blob.fd(), spec.blob.offset,
+                                                         spec.blob.length, spec.blob.name));
+          if (got != key) {
+            return Status::Corrupt(spec.label + ": " +
+                                   MismatchMessage(spec.blob.name, key, got));
+          }
+          layer.verified_now = true;
+          Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length);
+          if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
+        }
+        return layer;
+      }
+    } else {
+      std::string copy_path = CopyPath(key);
+      UniqueFd copy(::open(copy_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      struct stat st;
+      if (copy && ::fstat(copy.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+          static_cast<uint64_t>(st.st_size) == index->tar_size() &&
+          StampValid(key, copy.get(), 0, index->tar_size())) {
+        layer.index = std::move(index).value();
+        layer.data_file = std::make_shared<UniqueFd>(std::move(copy));
+        layer.data_offset = 0;
+        return layer;
+      }
+    }
+  } else if (!index.ok() && index.status().code() != ENOENT) {
+    LogInfo("{}: cached index unusable ({}); rebuilding", spec.label, index.status().message());
+  }
+  return Build(spec);
+}
+
+Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
+  const Digest& key = *spec.diff_id;
+  const bool compressed = spec.compression != Compression::kNone;
+  for (const char* sub : {"/index/sha256", "/verified"}) {
+    Status s = MakeDirs(dir_ + sub);
+    if (!s.ok()) return s.WithContext("cache directory");
+  }
+  LAYERFS_RETURN_IF_ERROR(CheckWritableDir(dir_ + "/index/sha256").WithContext("cache directory"));
+
+  std::optional<AtomicFile> copy;
+  if (compressed) {
+    Status s = MakeDirs(dir_ + "/blobs/sha256");
+    if (!s.ok()) return s.WithContext("cache directory");
+    LAYERFS_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(CopyPath(key), 0444));
+    copy.emplace(std::move(f));
+  }
+
+  Sha256 blob_hash;
+  Sha256 tar_hash;
+  IndexBuilder builder;
+  TarReadOptions options;
+  options.compression = spec.compression;
+  options.blob_hash = &blob_hash;
+  options.tar_hash = compressed ? &tar_hash : &blob_hash;
+  options.copy_fd = compressed ? copy->fd() : -1;
+  auto stats = ReadTar(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name,
+                       options, [&](const TarEntry& e) { return builder.Add(e); });
+  if (!stats.ok()) return stats.status().WithContext(spec.label);
+
+  Digest blob_digest = blob_hash.Finish();
+  Digest tar_digest = compressed ? tar_hash.Finish() : blob_digest;
+  if (spec.blob_digest && blob_digest != *spec.blob_digest) {
+    return Status::Corrupt(spec.label + ": " +
+                           MismatchMessage(spec.blob.name, *spec.blob_digest, blob_digest));
+  }
+  if (tar_digest != key) {
+    return Status::Corrupt(spec.label + ": " +
+                           MismatchMessage(spec.blob.name + (compressed ? " (uncompressed)" : ""),
+                                           key, tar_digest));
+  }
+  auto bytes = builder.Finish(key, stats->tar_bytes);
+  if (!bytes.ok()) return bytes.status().WithContext(spec.label);
+
+  Layer layer;
+  layer.label = spec.label;
+  layer.position = spec.index;
+  layer.indexed_now = true;
+  layer.verified_now = true;
+  layer.warnings = builder.warnings();
+  if (compressed) {
+    LAYERFS_RETURN_IF_ERROR(copy->Commit());
+    layer.data_file = std::make_shared<UniqueFd>(copy->ReleaseFd());
+    layer.data_offset = 0;
+    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, layer.data_file->get(), 0, stats->tar_bytes));
+  } else {
+    layer.data_file = spec.blob.file;
+    layer.data_offset = spec.blob.offset;
+  }
+  std::string index_path = IndexPath(key);
+  LAYERFS_RETURN_IF_ERROR(WriteFileAtomic(index_path, *bytes));
+  if (!compressed) {
+    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length));
+  }
+  LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::Open(index_path));
+  return layer;
+}
+
+Result<std::vector<Layer>> LayerStore::LoadAll(const std::vector<LayerSpec>& specs,
+                                               unsigned threads, StoreStats* stats) const {
+  const size_t n = specs.size();
+  std::vector<std::optional<Result<Layer>>> results(n);
+  // Largest blobs first, so that the last one to finish is a small one.
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return specs[a].blob.length > specs[b].blob.length;
+  });
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(std::min<size_t>(threads, n));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    for (;;) {
+      size_t k = next.fetch_add(1);
+      if (k >= n || failed.load()) return;
+      size_t i = order[k];
+      results[i].emplace(Load(specs[i]));
+      if (!results[i]->ok()) failed.store(true);
+    }
+  };
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (auto& t : pool) t.join();
+  }
+  std::vector<Layer> layers;
+  layers.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (results[i] && !results[i]->ok()) return results[i]->status();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!results[i]) return Status::Error(ECANCELED, "layer loading stopped");
+    Layer layer = std::move(*results[i]).value();
+    if (stats != nullptr) {
+      stats->layers_indexed += layer.indexed_now;
+      stats->layers_verified += layer.verified_now;
+      if (layer.verified_now) stats->bytes_read += specs[i].blob.length;
+    }
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+}  // namespace layerfs

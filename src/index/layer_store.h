@@ -1,0 +1,76 @@
+// LayerStore: the cache of layer indexes and uncompressed layer copies, and the one place that
+// decides whether a layer can be served from what is cached or must be (re)indexed.
+//
+// Cache layout (all under the cache directory, default $XDG_CACHE_HOME/layerfs):
+//   index/sha256/<diff_id hex>.idx   layer index (format.h), keyed by the uncompressed digest
+//   blobs/sha256/<diff_id hex>.tar   uncompressed copy of a compressed layer
+//   verified/<16 hex>                stamp: "this file range was checked against this digest,
+//                                    when the file had this device, inode, size, mtime, ctime"
+// Every file is written under a temporary name and renamed into place once complete, so a crash
+// leaves either nothing or a whole file; an index or stamp that fails its checks is rebuilt.
+#ifndef LAYERFS_INDEX_LAYER_STORE_H_
+#define LAYERFS_INDEX_LAYER_STORE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.h"
+#include "index/layer_index.h"
+#include "layerfs/status.h"
+#include "oci/manifest.h"
+
+namespace layerfs {
+
+// A layer ready to serve: its index and the file its uncompressed tar is read from.
+struct Layer {
+  LayerIndex index;
+  std::shared_ptr<UniqueFd> data_file;
+  uint64_t data_offset = 0;  // where the tar starts in data_file
+  std::string label;         // "layer 2 (sha256:ab12…)"
+  size_t position = 0;       // 0 is the bottom layer
+  bool indexed_now = false;  // built during this load (not found in the cache)
+  bool verified_now = false; // its digest was computed during this load
+  std::vector<std::string> warnings;
+};
+
+struct StoreStats {
+  size_t layers_indexed = 0;   // built now
+  size_t layers_verified = 0;  // hashed now (built, or re-verified after a change)
+  uint64_t bytes_read = 0;
+};
+
+class LayerStore {
+ public:
+  // Uses `dir` as the cache (created when first needed).
+  explicit LayerStore(std::string dir) : dir_(std::move(dir)) {}
+
+  // The default cache directory: $XDG_CACHE_HOME/layerfs, else $HOME/.cache/layerfs.
+  static std::string DefaultDir();
+
+  // Loads one layer: from the cache when its index and stamps are valid, else by reading the blob
+  // once (indexing, verifying its digests, and for compressed blobs writing the uncompressed copy).
+  Result<Layer> Load(const LayerSpec& spec) const;
+
+  // Loads all layers of an image, several at a time; the first error stops the load.
+  Result<std::vector<Layer>> LoadAll(const std::vector<LayerSpec>& specs, unsigned threads = 0,
+                                     StoreStats* stats = nullptr) const;
+
+  const std::string& dir() const { return dir_; }
+  std::string IndexPath(const Digest& diff_id) const;
+  std::string CopyPath(const Digest& diff_id) const;
+
+ private:
+  Result<Layer> Build(const LayerSpec& spec) const;
+  bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
+  Status WriteStamp(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
+  std::string StampPath(const Digest& digest, const struct stat& st, uint64_t offset,
+                        uint64_t length) const;
+
+  std::string dir_;
+};
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_INDEX_LAYER_STORE_H_

@@ -1,0 +1,506 @@
+#include "oci/manifest.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "base/path.h"
+#include "blob/sha256.h"
+
+namespace layerfs {
+namespace {
+
+using json = nlohmann::json;
+
+struct TooDeep {};
+
+Result<json> ParseJson(const std::string& text, const std::string& name) {
+  try {
+    return json::parse(text, [](int depth, json::parse_event_t, json&) {
+      if (static_cast<size_t>(depth) > kMaxJsonDepth) throw TooDeep();
+      return true;
+    });
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    size_t bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    return Status::Invalid(name + ": not valid JSON: " + what);
+  } catch (const TooDeep&) {
+    return Status::Invalid(name + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
+                           " levels");
+  }
+}
+
+// Typed access to JSON fields with errors that say where: "index.json: manifests[0].digest".
+class Doc {
+ public:
+  Doc(const json& value, std::string name, std::string path = "")
+      : v_(value), name_(std::move(name)), path_(std::move(path)) {}
+
+  const json& value() const { return v_; }
+  std::string Where() const { return name_ + (path_.empty() ? "" : ": " + path_); }
+  Status Error(const std::string& what) const { return Status::Invalid(Where() + " " + what); }
+
+  bool Has(const char* key) const { return v_.is_object() && v_.contains(key); }
+  Result<Doc> Get(const char* key) const {
+    if (!v_.is_object()) return Error("is not an object");
+    auto it = v_.find(key);
+    if (it == v_.end()) return Doc(v_, name_, Join(key)).Error("is missing");
+    return Doc(*it, name_, Join(key));
+  }
+  Result<std::string> String() const {
+    if (!v_.is_string()) return Error("is not a string");
+    return v_.get<std::string>();
+  }
+  Result<std::string> GetString(const char* key) const {
+    LAYERFS_ASSIGN_OR_RETURN(Doc d, Get(key));
+    return d.String();
+  }
+  std::string GetStringOr(const char* key, std::string fallback) const {
+    if (!v_.is_object()) return fallback;
+    auto it = v_.find(key);
+    return it != v_.end() && it->is_string() ? it->get<std::string>() : fallback;
+  }
+  Result<std::vector<Doc>> Array() const {
+    if (!v_.is_array()) return Error("is not an array");
+    std::vector<Doc> out;
+    for (size_t i = 0; i < v_.size(); ++i) {
+      out.emplace_back(v_[i], name_, path_ + "[" + std::to_string(i) + "]");
+    }
+    return out;
+  }
+  Result<std::vector<Doc>> GetArray(const char* key) const {
+    LAYERFS_ASSIGN_OR_RETURN(Doc d, Get(key));
+    return d.Array();
+  }
+  Result<int64_t> Int() const {
+    if (!v_.is_number_integer()) return Error("is not an integer");
+    return v_.get<int64_t>();
+  }
+
+ private:
+  std::string Join(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  const json& v_;
+  std::string name_;
+  std::string path_;
+};
+
+// An OCI content descriptor.
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+  int64_t size = 0;
+  std::string ref_name;  // org.opencontainers.image.ref.name (or containerd's image name)
+  std::string os, arch, variant;
+};
+
+Result<Descriptor> ParseDescriptor(const Doc& d) {
+  Descriptor out;
+  out.media_type = d.GetStringOr("mediaType", "");
+  LAYERFS_ASSIGN_OR_RETURN(std::string digest, d.GetString("digest"));
+  auto parsed = Digest::Parse(digest);
+  if (!parsed.ok()) return parsed.status().WithContext(d.Where());
+  out.digest = *parsed;
+  LAYERFS_ASSIGN_OR_RETURN(Doc size, d.Get("size"));
+  LAYERFS_ASSIGN_OR_RETURN(out.size, size.Int());
+  if (out.size < 0) return size.Error("is negative");
+  if (d.Has("annotations")) {
+    LAYERFS_ASSIGN_OR_RETURN(Doc a, d.Get("annotations"));
+    out.ref_name = a.GetStringOr("org.opencontainers.image.ref.name", "");
+    if (out.ref_name.empty()) out.ref_name = a.GetStringOr("io.containerd.image.name", "");
+  }
+  if (d.Has("platform")) {
+    LAYERFS_ASSIGN_OR_RETURN(Doc p, d.Get("platform"));
+    out.os = p.GetStringOr("os", "");
+    out.arch = p.GetStringOr("architecture", "");
+    out.variant = p.GetStringOr("variant", "");
+  }
+  return out;
+}
+
+std::string BlobPath(const Digest& digest) { return "blobs/sha256/" + digest.hex(); }
+
+// Reads a small blob named by a descriptor and checks its size and digest.
+Result<std::string> ReadVerifiedBlob(const ImageSource& source, const Descriptor& desc,
+                                     const std::string& what) {
+  if (static_cast<uint64_t>(desc.size) > kMaxManifestBytes) {
+    return Status::Invalid(what + " " + desc.digest.str() + ": too large (" +
+                           std::to_string(desc.size) + " bytes)");
+  }
+  std::string path = BlobPath(desc.digest);
+  LAYERFS_ASSIGN_OR_RETURN(std::string data, source.ReadSmall(path, kMaxManifestBytes));
+  if (data.size() != static_cast<uint64_t>(desc.size)) {
+    return Status::Corrupt(source.Describe(path) + ": " + what + " is " +
+                           std::to_string(data.size()) + " bytes, its descriptor says " +
+                           std::to_string(desc.size));
+  }
+  if (Sha256::Of(data.data(), data.size()) != desc.digest) {
+    return Status::Corrupt(source.Describe(path) + ": " + what + " does not match its digest");
+  }
+  return data;
+}
+
+bool IsIndexType(const std::string& t) {
+  return t == "application/vnd.oci.image.index.v1+json" ||
+         t == "application/vnd.docker.distribution.manifest.list.v2+json";
+}
+
+bool IsManifestType(const std::string& t) {
+  return t.empty() || t == "application/vnd.oci.image.manifest.v1+json" ||
+         t == "application/vnd.docker.distribution.manifest.v2+json";
+}
+
+Result<Compression> LayerCompression(const std::string& t) {
+  static const struct {
+    const char* type;
+    Compression compression;
+  } kTypes[] = {
+      {"application/vnd.oci.image.layer.v1.tar", Compression::kNone},
+      {"application/vnd.oci.image.layer.v1.tar+gzip", Compression::kGzip},
+      {"application/vnd.oci.image.layer.v1.tar+zstd", Compression::kZstd},
+      {"application/vnd.oci.image.layer.nondistributable.v1.tar", Compression::kNone},
+      {"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", Compression::kGzip},
+      {"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", Compression::kZstd},
+      {"application/vnd.docker.image.rootfs.diff.tar", Compression::kNone},
+      {"application/vnd.docker.image.rootfs.diff.tar.gzip", Compression::kGzip},
+      {"application/vnd.docker.image.rootfs.diff.tar.zstd", Compression::kZstd},
+      {"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Compression::kGzip},
+  };
+  for (const auto& k : kTypes) {
+    if (t == k.type) return k.compression;
+  }
+  return Status::Unsupported("media type \"" + Printable(t) + "\" is not a supported layer type");
+}
+
+std::string HostArch() {
+  struct utsname u;
+  if (::uname(&u) != 0) return "amd64";
+  std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  if (m == "i386" || m == "i686") return "386";
+  if (m.rfind("armv", 0) == 0) return "arm";
+  return m;  // ppc64le, s390x, riscv64 are spelt alike
+}
+
+// Sniffs the compression of a docker-save layer, which has no media type.
+Result<Compression> SniffCompression(const BlobRange& blob) {
+  unsigned char magic[4] = {};
+  size_t n = static_cast<size_t>(std::min<uint64_t>(blob.length, sizeof(magic)));
+  if (n > 0) {
+    ssize_t r = ::pread(blob.fd(), magic, n, static_cast<off_t>(blob.offset));
+    if (r < 0) return Status::FromErrno(errno, blob.name);
+  }
+  if (magic[0] == 0x1f && magic[1] == 0x8b) return Compression::kGzip;
+  if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
+    return Compression::kZstd;
+  }
+  return Compression::kNone;
+}
+
+// Reads config rootfs.diff_ids and the history lines of the layers (empty_layer ones skipped).
+Status ReadConfig(const std::string& config, const std::string& name, ImageSpec* image) {
+  LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(config, name));
+  Doc doc(j, name);
+  LAYERFS_ASSIGN_OR_RETURN(Doc rootfs, doc.Get("rootfs"));
+  LAYERFS_ASSIGN_OR_RETURN(auto diff_ids, rootfs.GetArray("diff_ids"));
+  if (diff_ids.size() != image->layers.size()) {
+    return Status::Invalid(name + ": rootfs.diff_ids lists " + std::to_string(diff_ids.size()) +
+                           " layers, the manifest " + std::to_string(image->layers.size()));
+  }
+  for (size_t i = 0; i < diff_ids.size(); ++i) {
+    LAYERFS_ASSIGN_OR_RETURN(std::string text, diff_ids[i].String());
+    auto digest = Digest::Parse(text);
+    if (!digest.ok()) return digest.status().WithContext(diff_ids[i].Where());
+    image->layers[i].diff_id = *digest;
+  }
+  if (doc.Has("history") && j["history"].is_array()) {
+    size_t layer = 0;
+    for (const json& h : j["history"]) {
+      if (!h.is_object()) continue;
+      if (h.contains("empty_layer") && h["empty_layer"].is_boolean() && h["empty_layer"]) continue;
+      if (layer >= image->layers.size()) break;
+      if (h.contains("created_by") && h["created_by"].is_string()) {
+        image->layers[layer].created_by = h["created_by"].get<std::string>();
+      }
+      ++layer;
+    }
+  }
+  image->config = config;
+  return Status::Ok();
+}
+
+void LabelLayers(ImageSpec* image) {
+  for (LayerSpec& layer : image->layers) {
+    const std::optional<Digest>& d = layer.diff_id ? layer.diff_id : layer.blob_digest;
+    layer.label = "layer " + std::to_string(layer.index) +
+                  (d ? " (sha256:" + d->short_hex() + ")" : " (" + layer.path + ")");
+  }
+}
+
+bool DockerTagMatches(const std::string& tag, const std::string& ref) {
+  if (tag == ref) return true;
+  // "localhost/name:tag" and "docker.io/library/name:tag" are also found by "name:tag".
+  size_t slash = tag.rfind('/');
+  return slash != std::string::npos && tag.substr(slash + 1) == ref;
+}
+
+Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::string& manifest,
+                             const LoadOptions& options, std::string format) {
+  ImageSpec image;
+  image.location = source->location();
+  image.format = std::move(format);
+  std::string name = source->Describe(manifest);
+  LAYERFS_ASSIGN_OR_RETURN(std::string text, source->ReadSmall(manifest, kMaxManifestBytes));
+  LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(text, name));
+  Doc doc(j, name);
+  LAYERFS_ASSIGN_OR_RETURN(auto entries, doc.Array());
+  if (entries.empty()) return Status::Invalid(name + ": lists no image");
+
+  const Doc* chosen = nullptr;
+  std::string tags;
+  for (const Doc& e : entries) {
+    if (e.Has("RepoTags") && e.value()["RepoTags"].is_array()) {
+      for (const json& t : e.value()["RepoTags"]) {
+        if (!t.is_string()) continue;
+        std::string tag = t.get<std::string>();
+        tags += (tags.empty() ? "" : ", ") + tag;
+        if (!options.ref.empty() && chosen == nullptr && DockerTagMatches(tag, options.ref)) {
+          chosen = &e;
+          image.ref = tag;
+        }
+      }
+    }
+  }
+  if (!options.ref.empty() && chosen == nullptr) {
+    return Status::NotFound(name + ": no image tagged \"" + options.ref + "\" (tags: " +
+                            (tags.empty() ? "none" : tags) + ")");
+  }
+  if (chosen == nullptr) {
+    if (entries.size() > 1) {
+      return Status::Invalid(name + ": holds " + std::to_string(entries.size()) +
+                             " images; choose one with --ref TAG (tags: " + tags + ")");
+    }
+    chosen = &entries[0];
+  }
+
+  LAYERFS_ASSIGN_OR_RETURN(std::string config_path, chosen->GetString("Config"));
+  LAYERFS_ASSIGN_OR_RETURN(auto layers, chosen->GetArray("Layers"));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerSpec layer;
+    layer.index = i;
+    LAYERFS_ASSIGN_OR_RETURN(layer.path, layers[i].String());
+    image.layers.push_back(std::move(layer));
+  }
+
+  std::string config_name = source->Describe(config_path);
+  LAYERFS_ASSIGN_OR_RETURN(std::string config, source->ReadSmall(config_path, kMaxManifestBytes));
+  // The config is named by its digest ("<hex>.json", or "blobs/sha256/<hex>"): check it.
+  {
+    std::string base(SplitParent(config_path).second);
+    if (base.size() == 69 && base.substr(64) == ".json") base.resize(64);
+    auto named = Digest::ParseHex(base);
+    if (named.ok() && Sha256::Of(config.data(), config.size()) != *named) {
+      return Status::Corrupt(config_name + ": does not match the digest in its name");
+    }
+  }
+  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name, &image));
+
+  for (LayerSpec& layer : image.layers) {
+    auto blob = source->Open(layer.path);
+    if (!blob.ok()) return blob.status().WithContext("layer " + std::to_string(layer.index));
+    layer.blob = std::move(blob).value();
+    LAYERFS_ASSIGN_OR_RETURN(layer.compression, SniffCompression(layer.blob));
+  }
+  LabelLayers(&image);
+  image.source = std::move(source);
+  return image;
+}
+
+std::string DescribeChoices(const std::vector<Descriptor>& descs) {
+  std::string out;
+  for (const Descriptor& d : descs) {
+    if (!out.empty()) out += ", ";
+    out += !d.ref_name.empty() ? d.ref_name
+                               : (!d.os.empty() ? d.os + "/" + d.arch : "sha256:" + d.digest.short_hex());
+  }
+  return out;
+}
+
+// Picks the image manifest from an index (following nested indexes), by ref, then platform.
+Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
+                                  const std::string& name, const LoadOptions& options,
+                                  bool use_ref, int depth, std::set<std::string>* seen) {
+  Doc doc(index, name);
+  LAYERFS_ASSIGN_OR_RETURN(auto list, doc.GetArray("manifests"));
+  std::vector<Descriptor> all;
+  for (const Doc& d : list) {
+    LAYERFS_ASSIGN_OR_RETURN(Descriptor desc, ParseDescriptor(d));
+    all.push_back(std::move(desc));
+  }
+  if (all.empty()) return Status::Invalid(name + ": lists no manifest");
+
+  std::vector<Descriptor> candidates;
+  if (use_ref && !options.ref.empty()) {
+    for (const Descriptor& d : all) {
+      if (d.ref_name == options.ref || DockerTagMatches(d.ref_name, options.ref)) {
+        candidates.push_back(d);
+      }
+    }
+    if (candidates.empty()) {
+      return Status::NotFound(name + ": no manifest named \"" + options.ref + "\" (names: " +
+                              DescribeChoices(all) + ")");
+    }
+  } else {
+    candidates = all;
+  }
+  if (candidates.size() > 1) {
+    std::string want_os = "linux", want_arch = HostArch(), want_variant;
+    if (!options.platform.empty()) {
+      std::vector<std::string_view> parts = SplitPath(options.platform);
+      if (parts.size() >= 1) want_os = parts[0];
+      if (parts.size() >= 2) want_arch = parts[1];
+      if (parts.size() >= 3) want_variant = parts[2];
+    }
+    std::vector<Descriptor> matching;
+    for (const Descriptor& d : candidates) {
+      if (d.os == want_os && d.arch == want_arch &&
+          (want_variant.empty() || d.variant == want_variant)) {
+        matching.push_back(d);
+      }
+    }
+    if (matching.size() != 1) {
+      return Status::Invalid(name + ": lists " + std::to_string(candidates.size()) +
+                             " manifests; choose one with --ref NAME or --platform OS/ARCH (" +
+                             DescribeChoices(candidates) + ")");
+    }
+    candidates = matching;
+  }
+  const Descriptor& chosen = candidates[0];
+  if (IsIndexType(chosen.media_type)) {
+    if (depth >= 8) return Status::Invalid(name + ": image indexes nested too deeply");
+    if (!seen->insert(chosen.digest.hex()).second) {
+      return Status::Invalid(name + ": image index refers to itself");
+    }
+    LAYERFS_ASSIGN_OR_RETURN(std::string nested, ReadVerifiedBlob(source, chosen, "image index"));
+    std::string nested_name = source.Describe(BlobPath(chosen.digest));
+    LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(nested, nested_name));
+    return SelectManifest(source, j, nested_name, options, false, depth + 1, seen);
+  }
+  if (!IsManifestType(chosen.media_type)) {
+    return Status::Unsupported(name + ": manifest media type \"" + Printable(chosen.media_type) +
+                               "\" is not supported");
+  }
+  return chosen;
+}
+
+Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions& options,
+                          std::string format) {
+  ImageSpec image;
+  image.location = source->location();
+  image.format = std::move(format);
+
+  {
+    std::string name = source->Describe("oci-layout");
+    LAYERFS_ASSIGN_OR_RETURN(std::string text, source->ReadSmall("oci-layout", 64 << 10));
+    LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(text, name));
+    LAYERFS_ASSIGN_OR_RETURN(std::string version, Doc(j, name).GetString("imageLayoutVersion"));
+    if (version.rfind("1.", 0) != 0) {
+      return Status::Unsupported(name + ": image layout version " + Printable(version) +
+                                 " is not supported");
+    }
+  }
+
+  std::string index_name = source->Describe("index.json");
+  LAYERFS_ASSIGN_OR_RETURN(std::string index_text, source->ReadSmall("index.json",
+                                                                      kMaxManifestBytes));
+  LAYERFS_ASSIGN_OR_RETURN(json index, ParseJson(index_text, index_name));
+  std::set<std::string> seen;
+  LAYERFS_ASSIGN_OR_RETURN(Descriptor manifest_desc,
+                           SelectManifest(*source, index, index_name, options, true, 0, &seen));
+  image.ref = manifest_desc.ref_name;
+
+  std::string manifest_name = source->Describe(BlobPath(manifest_desc.digest));
+  LAYERFS_ASSIGN_OR_RETURN(std::string manifest_text,
+                           ReadVerifiedBlob(*source, manifest_desc, "manifest"));
+  LAYERFS_ASSIGN_OR_RETURN(json manifest, ParseJson(manifest_text, manifest_name));
+  Doc doc(manifest, manifest_name);
+  std::string media_type = doc.GetStringOr("mediaType", "");
+  if (IsIndexType(media_type) || !IsManifestType(media_type)) {
+    return Status::Unsupported(manifest_name + ": media type \"" + Printable(media_type) +
+                               "\" is not an image manifest");
+  }
+  LAYERFS_ASSIGN_OR_RETURN(Doc config_doc, doc.Get("config"));
+  LAYERFS_ASSIGN_OR_RETURN(Descriptor config_desc, ParseDescriptor(config_doc));
+  LAYERFS_ASSIGN_OR_RETURN(auto layers, doc.GetArray("layers"));
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LAYERFS_ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(layers[i]));
+    LayerSpec layer;
+    layer.index = i;
+    layer.path = BlobPath(d.digest);
+    layer.media_type = d.media_type;
+    auto compression = LayerCompression(d.media_type);
+    if (!compression.ok()) {
+      return compression.status().WithContext(manifest_name + ": layer " + std::to_string(i));
+    }
+    layer.compression = *compression;
+    layer.blob_digest = d.digest;
+    auto blob = source->Open(layer.path);
+    if (!blob.ok()) return blob.status().WithContext("layer " + std::to_string(i));
+    layer.blob = std::move(blob).value();
+    if (layer.blob.length != static_cast<uint64_t>(d.size)) {
+      return Status::Corrupt(layer.blob.name + ": layer " + std::to_string(i) + " is " +
+                             std::to_string(layer.blob.length) + " bytes, its descriptor says " +
+                             std::to_string(d.size));
+    }
+    image.layers.push_back(std::move(layer));
+  }
+  std::string config_name = source->Describe(BlobPath(config_desc.digest));
+  LAYERFS_ASSIGN_OR_RETURN(std::string config, ReadVerifiedBlob(*source, config_desc, "config"));
+  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name, &image));
+  LabelLayers(&image);
+  image.source = std::move(source);
+  return image;
+}
+
+Result<ImageSpec> LoadFromSource(std::unique_ptr<ImageSource> source, const LoadOptions& options,
+                                 const std::string& kind) {
+  if (source->Exists("oci-layout") || source->Exists("index.json")) {
+    return LoadOci(std::move(source), options, "oci-" + kind);
+  }
+  if (source->Exists("manifest.json")) {
+    return LoadDocker(std::move(source), "manifest.json", options, "docker-" + kind);
+  }
+  return Status::Invalid(source->location() +
+                         ": not an image: no manifest.json (docker save) or oci-layout and "
+                         "index.json (OCI image layout)");
+}
+
+}  // namespace
+
+Result<ImageSpec> LoadImage(const std::string& path, const LoadOptions& options) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, path);
+  if (S_ISDIR(st.st_mode)) {
+    LAYERFS_ASSIGN_OR_RETURN(auto source, ImageSource::OpenDirectory(path));
+    return LoadFromSource(std::move(source), options, "dir");
+  }
+  if (!S_ISREG(st.st_mode)) return Status::Invalid(path + ": not a file or directory");
+
+  // A manifest.json or index.json names the directory it is in.
+  auto [dir_part, base] = SplitParent(path);
+  std::string dir = path.find('/') == std::string::npos ? "." : std::string(dir_part);
+  if (dir.empty()) dir = "/";
+  if (base == "manifest.json" || base == "index.json") {
+    LAYERFS_ASSIGN_OR_RETURN(auto source, ImageSource::OpenDirectory(dir));
+    if (base == "index.json") return LoadOci(std::move(source), options, "oci-dir");
+    return LoadDocker(std::move(source), std::string(base), options, "docker-dir");
+  }
+  LAYERFS_ASSIGN_OR_RETURN(auto source, ImageSource::OpenArchive(path));
+  return LoadFromSource(std::move(source), options, "archive");
+}
+
+}  // namespace layerfs

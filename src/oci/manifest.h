@@ -1,0 +1,60 @@
+// Reading an image's manifests: which layer blobs, in which order, with which digests.
+//
+// Three forms are understood:
+//  - a `docker save` / `podman save` layout (manifest.json + config + layer tars), as a directory
+//    or as the archive itself;
+//  - an OCI image layout (oci-layout, index.json, blobs/sha256/...), as a directory or archive;
+// following index -> (nested index ->) manifest -> config + layers.
+#ifndef LAYERFS_OCI_MANIFEST_H_
+#define LAYERFS_OCI_MANIFEST_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blob/blob_range.h"
+#include "layerfs/digest.h"
+#include "layerfs/status.h"
+#include "oci/image_source.h"
+#include "tar/tar_reader.h"
+
+namespace layerfs {
+
+struct LayerSpec {
+  size_t index = 0;          // 0 is the bottom layer
+  std::string path;          // the blob's path inside the image
+  BlobRange blob;
+  std::string media_type;    // empty for docker-save layers, which have none
+  Compression compression = Compression::kNone;
+  std::optional<Digest> blob_digest;  // digest of the blob as stored, when the image states it
+  std::optional<Digest> diff_id;      // digest of the uncompressed tar (config rootfs.diff_ids)
+  std::string created_by;             // the config's history line for this layer
+  std::string label;                  // how messages name the layer: "layer 2 (sha256:ab12…)"
+};
+
+struct ImageSpec {
+  std::string location;  // as the user named it
+  std::string format;    // "docker-dir", "docker-archive", "oci-dir", "oci-archive"
+  std::string ref;       // the reference picked, if any
+  std::string config;    // the image config JSON
+  std::vector<LayerSpec> layers;  // bottom to top
+  std::unique_ptr<ImageSource> source;
+};
+
+struct LoadOptions {
+  std::string ref;       // --ref: the manifest to pick (OCI ref.name annotation or docker RepoTag)
+  std::string platform;  // "os/arch[/variant]" for multi-platform indexes; default: this host
+};
+
+// Opens the image named by `path`: a manifest.json or index.json file, an image directory, or
+// an image archive; reads its manifests and opens every layer blob.
+Result<ImageSpec> LoadImage(const std::string& path, const LoadOptions& options);
+
+// Upper bounds on the JSON documents read, so that a hostile image cannot exhaust memory.
+inline constexpr size_t kMaxManifestBytes = 16 << 20;
+inline constexpr size_t kMaxJsonDepth = 64;
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_OCI_MANIFEST_H_

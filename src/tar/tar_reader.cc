@@ -1,0 +1,336 @@
+#include "tar/tar_reader.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <clocale>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "base/log.h"
+#include "base/path.h"
+#include "blob/sha256.h"
+
+namespace layerfs {
+
+std::string_view CompressionName(Compression c) {
+  switch (c) {
+    case Compression::kNone: return "none";
+    case Compression::kGzip: return "gzip";
+    case Compression::kZstd: return "zstd";
+  }
+  return "?";
+}
+
+void InitArchiveLocale() {
+  for (const char* name : {"C.UTF-8", "C.utf8", "en_US.UTF-8"}) {
+    if (std::setlocale(LC_ALL, name) != nullptr) return;
+  }
+  LogWarning("no UTF-8 locale is available; names that are not ASCII may be misread");
+}
+
+namespace {
+
+constexpr size_t kReadBlock = 1 << 20;
+
+struct ArchiveFree {
+  void operator()(archive* a) const { archive_read_free(a); }
+};
+using ArchivePtr = std::unique_ptr<archive, ArchiveFree>;
+
+// The blob as stored: read front to back in large blocks, every byte hashed once.
+struct FileSource {
+  int fd;
+  uint64_t pos;
+  uint64_t end;
+  Sha256* hash;
+  std::string_view name;
+  std::unique_ptr<char[]> buf{new char[kReadBlock]};
+  uint64_t consumed = 0;
+  Status error;
+
+  // Returns the next block (0 bytes at the end of the range) or -1 with `error` set.
+  ssize_t Next(const void** out) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kReadBlock, end - pos));
+    if (want == 0) return 0;
+    ssize_t n;
+    do {
+      n = ::pread(fd, buf.get(), want, static_cast<off_t>(pos));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      error = Status::FromErrno(errno, "read " + std::string(name));
+      return -1;
+    }
+    if (n == 0) {
+      error = Status::Corrupt(std::string(name) + ": blob is shorter than the image says (" +
+                              std::to_string(consumed) + " of " +
+                              std::to_string(end - pos + consumed) + " bytes)");
+      return -1;
+    }
+    pos += static_cast<uint64_t>(n);
+    consumed += static_cast<uint64_t>(n);
+    if (hash != nullptr) hash->Update(buf.get(), static_cast<size_t>(n));
+    *out = buf.get();
+    return n;
+  }
+};
+
+la_ssize_t FileRead(archive*, void* client, const void** buf) {
+  return static_cast<FileSource*>(client)->Next(buf);
+}
+
+// The uncompressed tar: the file itself, or the output of the decompressing reader `raw`.
+struct TarStream {
+  FileSource* file;
+  archive* raw = nullptr;
+  Sha256* hash = nullptr;  // the tar hash when it differs from the blob hash
+  int copy_fd = -1;
+  uint64_t bytes = 0;
+  std::string_view name;
+  Status error;
+
+  ssize_t Next(const void** out) {
+    ssize_t n;
+    if (raw == nullptr) {
+      n = file->Next(out);
+      if (n < 0) {
+        error = file->error;
+        return -1;
+      }
+    } else {
+      const void* p = nullptr;
+      size_t size = 0;
+      la_int64_t offset = 0;
+      int r = archive_read_data_block(raw, &p, &size, &offset);
+      if (r == ARCHIVE_EOF) return 0;
+      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+        error = !file->error.ok() ? file->error
+                                  : Status::Corrupt(std::string(name) + ": decompression failed: " +
+                                                    ErrorString(raw));
+        return -1;
+      }
+      *out = p;
+      n = static_cast<ssize_t>(size);
+      if (copy_fd >= 0 && !WriteAll(p, size)) return -1;
+    }
+    if (hash != nullptr) hash->Update(*out, static_cast<size_t>(n));
+    bytes += static_cast<uint64_t>(n);
+    return n;
+  }
+
+  bool WriteAll(const void* data, size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      ssize_t w = ::write(copy_fd, p, size);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        error = Status::FromErrno(errno, "write the uncompressed copy of " + std::string(name));
+        return false;
+      }
+      p += w;
+      size -= static_cast<size_t>(w);
+    }
+    return true;
+  }
+
+  static std::string ErrorString(archive* a) {
+    const char* s = archive_error_string(a);
+    return s != nullptr ? s : "unknown error";
+  }
+};
+
+la_ssize_t TarRead(archive*, void* client, const void** buf) {
+  return static_cast<TarStream*>(client)->Next(buf);
+}
+
+std::string ArchiveError(archive* a) {
+  const char* s = archive_error_string(a);
+  return s != nullptr ? s : "unknown error";
+}
+
+Result<TarEntryType> EntryTypeOf(archive_entry* e) {
+  if (archive_entry_hardlink(e) != nullptr) return TarEntryType::kHardlink;
+  switch (archive_entry_filetype(e)) {
+    case AE_IFREG: return TarEntryType::kRegular;
+    case AE_IFDIR: return TarEntryType::kDirectory;
+    case AE_IFLNK: return TarEntryType::kSymlink;
+    case AE_IFCHR: return TarEntryType::kCharDevice;
+    case AE_IFBLK: return TarEntryType::kBlockDevice;
+    case AE_IFIFO: return TarEntryType::kFifo;
+    case AE_IFSOCK: return TarEntryType::kSocket;
+    default: return Status::Unsupported("unknown entry type");
+  }
+}
+
+// Fills `out` from a header just read; `data_offset` is where the entry's data starts.
+Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
+  const char* path = archive_entry_pathname(e);
+  if (path == nullptr) path = archive_entry_pathname_utf8(e);
+  if (path == nullptr) return Status::Corrupt("entry has no name");
+  out->path = path;
+  LAYERFS_ASSIGN_OR_RETURN(out->type, EntryTypeOf(e));
+  out->mode = static_cast<uint32_t>(archive_entry_perm(e)) & 07777;
+  la_int64_t uid = archive_entry_uid(e);
+  la_int64_t gid = archive_entry_gid(e);
+  constexpr la_int64_t kMaxId = std::numeric_limits<uint32_t>::max();
+  if (uid < 0 || uid > kMaxId || gid < 0 || gid > kMaxId) {
+    return Status::Corrupt("owner " + std::to_string(uid) + ":" + std::to_string(gid) +
+                           " is out of range");
+  }
+  out->uid = static_cast<uint32_t>(uid);
+  out->gid = static_cast<uint32_t>(gid);
+  out->mtime_sec = archive_entry_mtime_is_set(e) ? archive_entry_mtime(e) : 0;
+  long nsec = archive_entry_mtime_is_set(e) ? archive_entry_mtime_nsec(e) : 0;
+  out->mtime_nsec = (nsec >= 0 && nsec < 1000000000) ? static_cast<uint32_t>(nsec) : 0;
+  la_int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+  if (size < 0) return Status::Corrupt("negative size");
+  out->size = out->type == TarEntryType::kRegular ? static_cast<uint64_t>(size) : 0;
+  out->data_offset = data_offset;
+  out->link_target = {};
+  if (out->type == TarEntryType::kHardlink) {
+    out->link_target = archive_entry_hardlink(e);
+  } else if (out->type == TarEntryType::kSymlink) {
+    const char* target = archive_entry_symlink(e);
+    if (target == nullptr) target = archive_entry_symlink_utf8(e);
+    if (target == nullptr) return Status::Corrupt("symlink has no target");
+    out->link_target = target;
+  }
+  out->rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(e));
+  out->rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(e));
+
+  out->xattrs.clear();
+  if (archive_entry_xattr_reset(e) > 0) {
+    const char* name;
+    const void* value;
+    size_t value_size;
+    while (archive_entry_xattr_next(e, &name, &value, &value_size) == ARCHIVE_OK) {
+      out->xattrs.emplace_back(name, std::string_view(static_cast<const char*>(value),
+                                                      value_size));
+    }
+  }
+
+  out->sparse.clear();
+  if (out->type == TarEntryType::kRegular && archive_entry_sparse_reset(e) > 0) {
+    la_int64_t offset, length;
+    uint64_t physical = data_offset;
+    while (archive_entry_sparse_next(e, &offset, &length) == ARCHIVE_OK) {
+      if (offset < 0 || length < 0) return Status::Corrupt("negative offset in sparse map");
+      if (length == 0) continue;
+      out->sparse.push_back({static_cast<uint64_t>(offset), static_cast<uint64_t>(length),
+                             physical});
+      physical += static_cast<uint64_t>(length);
+    }
+    // A map with one run over the whole file is an ordinary file.
+    if (out->sparse.size() == 1 && out->sparse[0].logical == 0 &&
+        out->sparse[0].length == out->size) {
+      out->sparse.clear();
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::string_view name,
+                             const TarReadOptions& options, const TarVisitor& visit) {
+  ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length),
+                  POSIX_FADV_SEQUENTIAL);
+  FileSource file{fd, offset, offset + length, options.blob_hash, name};
+  TarStream stream{&file};
+  stream.name = name;
+  stream.copy_fd = options.copy_fd;
+  if (options.tar_hash != options.blob_hash) stream.hash = options.tar_hash;
+
+  ArchivePtr raw;
+  if (options.compression != Compression::kNone) {
+    raw.reset(archive_read_new());
+    if (!raw) return Status::Error(ENOMEM, "archive_read_new");
+    archive_read_support_format_raw(raw.get());
+    archive_read_support_format_empty(raw.get());
+    int want_filter = ARCHIVE_FILTER_NONE;
+    if (options.compression == Compression::kGzip) {
+      archive_read_support_filter_gzip(raw.get());
+      want_filter = ARCHIVE_FILTER_GZIP;
+    } else {
+      archive_read_support_filter_zstd(raw.get());
+      want_filter = ARCHIVE_FILTER_ZSTD;
+    }
+    if (archive_read_open(raw.get(), &file, nullptr, FileRead, nullptr) != ARCHIVE_OK) {
+      if (!file.error.ok()) return file.error;
+      return Status::Corrupt(std::string(name) + ": " + ArchiveError(raw.get()));
+    }
+    if (archive_filter_code(raw.get(), 0) != want_filter) {
+      return Status::Corrupt(std::string(name) + ": not " +
+                             std::string(CompressionName(options.compression)) +
+                             "-compressed, though the image says it is");
+    }
+    archive_entry* ignored;
+    int r = archive_read_next_header(raw.get(), &ignored);
+    if (r != ARCHIVE_OK && r != ARCHIVE_EOF) {
+      return Status::Corrupt(std::string(name) + ": " + ArchiveError(raw.get()));
+    }
+    stream.raw = raw.get();
+  }
+
+  ArchivePtr tar(archive_read_new());
+  if (!tar) return Status::Error(ENOMEM, "archive_read_new");
+  archive_read_support_format_tar(tar.get());
+  archive_read_support_format_empty(tar.get());
+  auto stream_error = [&](const std::string& what) -> Status {
+    if (!stream.error.ok()) return stream.error;
+    return Status::Corrupt(std::string(name) + ": " + what + ArchiveError(tar.get()));
+  };
+  if (archive_read_open(tar.get(), &stream, nullptr, TarRead, nullptr) != ARCHIVE_OK) {
+    return stream_error("not a tar archive: ");
+  }
+
+  TarReadStats stats;
+  TarEntry entry;
+  for (;;) {
+    archive_entry* e = nullptr;
+    int r = archive_read_next_header(tar.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      std::string where = stats.entries == 0 ? std::string("at the first header: ")
+                                             : "after entry " + std::to_string(stats.entries) +
+                                                   " (offset " +
+                                                   std::to_string(archive_filter_bytes(tar.get(), 0)) +
+                                                   "): ";
+      return stream_error("corrupt tar " + where);
+    }
+    uint64_t data_offset = static_cast<uint64_t>(archive_filter_bytes(tar.get(), 0));
+    entry.index = stats.entries++;
+    Status s = DecodeEntry(e, data_offset, &entry);
+    if (!s.ok()) {
+      const char* p = archive_entry_pathname(e);
+      return s.WithContext(std::string(name) + ": entry " + std::to_string(entry.index) + " \"" +
+                           Printable(p != nullptr ? p : "") + "\"");
+    }
+    LAYERFS_RETURN_IF_ERROR(visit(entry));
+  }
+  if (archive_read_has_encrypted_entries(tar.get()) > 0) {
+    return Status::Unsupported(std::string(name) + ": encrypted entries");
+  }
+
+  // Drain what libarchive did not need (the zero blocks after the end-of-archive marker, padding),
+  // so that the digests cover the whole blob.
+  const void* p;
+  ssize_t n;
+  while ((n = stream.Next(&p)) > 0) {
+  }
+  if (n < 0) return stream.error;
+  if (stream.raw != nullptr) {
+    while ((n = file.Next(&p)) > 0) {
+    }
+    if (n < 0) return file.error;
+  }
+  stats.blob_bytes = file.consumed;
+  stats.tar_bytes = stream.bytes;
+  return stats;
+}
+
+}  // namespace layerfs
