@@ -1,0 +1,307 @@
+#include "tests/util/tar_writer.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "blob/sha256.h"
+#include "index/index_builder.h"
+#include "tar/tar_reader.h"
+
+namespace layerfs::testing {
+namespace {
+
+la_ssize_t AppendToString(archive*, void* client, const void* buf, size_t size) {
+  static_cast<std::string*>(client)->append(static_cast<const char*>(buf), size);
+  return static_cast<la_ssize_t>(size);
+}
+
+void Check(int r, archive* a, const char* what) {
+  if (r < ARCHIVE_WARN) {
+    throw std::runtime_error(std::string(what) + ": " +
+                             (archive_error_string(a) ? archive_error_string(a) : "?"));
+  }
+}
+
+std::string Compress(const std::string& data, int filter) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_add_filter(a, filter);
+  archive_write_set_format_raw(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  Check(archive_write_open(a, &out, nullptr, AppendToString, nullptr), a, "open");
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+  Check(archive_write_header(a, e), a, "header");
+  archive_write_data(a, data.data(), data.size());
+  archive_entry_free(e);
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+}  // namespace
+
+TarWriter& TarWriter::Add(TarSpec spec) {
+  specs_.push_back(std::move(spec));
+  return *this;
+}
+
+TarWriter& TarWriter::File(std::string path, std::string content, uint32_t mode) {
+  TarSpec s;
+  s.path = std::move(path);
+  s.content = std::move(content);
+  s.mode = mode;
+  return Add(std::move(s));
+}
+
+TarWriter& TarWriter::Dir(std::string path, uint32_t mode) {
+  TarSpec s;
+  s.path = std::move(path);
+  s.type = TarSpec::Type::kDir;
+  s.mode = mode;
+  return Add(std::move(s));
+}
+
+TarWriter& TarWriter::Symlink(std::string path, std::string target) {
+  TarSpec s;
+  s.path = std::move(path);
+  s.type = TarSpec::Type::kSymlink;
+  s.link = std::move(target);
+  s.mode = 0777;
+  return Add(std::move(s));
+}
+
+TarWriter& TarWriter::Hardlink(std::string path, std::string target) {
+  TarSpec s;
+  s.path = std::move(path);
+  s.type = TarSpec::Type::kHardlink;
+  s.link = std::move(target);
+  return Add(std::move(s));
+}
+
+TarWriter& TarWriter::Whiteout(std::string path) {
+  size_t slash = path.rfind('/');
+  std::string wh = slash == std::string::npos
+                       ? ".wh." + path
+                       : path.substr(0, slash + 1) + ".wh." + path.substr(slash + 1);
+  return File(std::move(wh), "", 0);
+}
+
+TarWriter& TarWriter::Opaque(std::string dir) {
+  if (!dir.empty() && dir.back() != '/') dir += '/';
+  return File(dir + ".wh..wh..opq", "", 0);
+}
+
+std::string TarWriter::Finish() const {
+  std::string out;
+  archive* a = archive_write_new();
+  switch (format_) {
+    case TarFormat::kPax: archive_write_set_format_pax(a); break;
+    case TarFormat::kGnu: archive_write_set_format_gnutar(a); break;
+    case TarFormat::kUstar: archive_write_set_format_ustar(a); break;
+  }
+  archive_write_set_bytes_per_block(a, 10240);
+  Check(archive_write_open(a, &out, nullptr, AppendToString, nullptr), a, "open");
+  for (const TarSpec& s : specs_) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_copy_pathname(e, s.path.c_str());
+    archive_entry_set_perm(e, s.mode);
+    archive_entry_set_uid(e, s.uid);
+    archive_entry_set_gid(e, s.gid);
+    archive_entry_set_mtime(e, s.mtime, s.mtime_nsec);
+    bool data = false;
+    switch (s.type) {
+      case TarSpec::Type::kFile:
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_size(e, s.size_override >= 0 ? s.size_override
+                                                       : static_cast<la_int64_t>(s.content.size()));
+        for (auto [off, len] : s.sparse) {
+          archive_entry_sparse_add_entry(e, static_cast<la_int64_t>(off),
+                                         static_cast<la_int64_t>(len));
+        }
+        data = true;
+        break;
+      case TarSpec::Type::kDir: archive_entry_set_filetype(e, AE_IFDIR); break;
+      case TarSpec::Type::kSymlink:
+        archive_entry_set_filetype(e, AE_IFLNK);
+        archive_entry_copy_symlink(e, s.link.c_str());
+        break;
+      case TarSpec::Type::kHardlink:
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_copy_hardlink(e, s.link.c_str());
+        archive_entry_set_size(e, 0);
+        break;
+      case TarSpec::Type::kChar:
+      case TarSpec::Type::kBlock:
+        archive_entry_set_filetype(e, s.type == TarSpec::Type::kChar ? AE_IFCHR : AE_IFBLK);
+        archive_entry_set_rdevmajor(e, s.major);
+        archive_entry_set_rdevminor(e, s.minor);
+        break;
+      case TarSpec::Type::kFifo: archive_entry_set_filetype(e, AE_IFIFO); break;
+      case TarSpec::Type::kSocket: archive_entry_set_filetype(e, AE_IFSOCK); break;
+    }
+    for (const auto& [name, value] : s.xattrs) {
+      archive_entry_xattr_add_entry(e, name.c_str(), value.data(), value.size());
+    }
+    Check(archive_write_header(a, e), a, "write header");
+    if (data && !s.content.empty()) {
+      la_ssize_t n = archive_write_data(a, s.content.data(), s.content.size());
+      if (n < 0) Check(ARCHIVE_FATAL, a, "write data");
+    }
+    archive_entry_free(e);
+  }
+  Check(archive_write_close(a), a, "close");
+  archive_write_free(a);
+  return out;
+}
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/layerfs-test-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!out) throw std::runtime_error("write " + path);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Digest Sha256Of(const std::string& data) { return Sha256::Of(data.data(), data.size()); }
+std::string Gzip(const std::string& data) { return Compress(data, ARCHIVE_FILTER_GZIP); }
+std::string Zstd(const std::string& data) { return Compress(data, ARCHIVE_FILTER_ZSTD); }
+
+Result<Layer> IndexTar(const std::string& tar, size_t position) {
+  int fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno(errno, "O_TMPFILE");
+  auto file = std::make_shared<UniqueFd>(fd);
+  if (::pwrite(fd, tar.data(), tar.size(), 0) != static_cast<ssize_t>(tar.size())) {
+    return Status::FromErrno(errno, "pwrite");
+  }
+  IndexBuilder builder;
+  Sha256 hash;
+  TarReadOptions options;
+  options.blob_hash = &hash;
+  options.tar_hash = &hash;
+  auto stats = ReadTar(fd, 0, tar.size(), "test.tar", options,
+                       [&](const TarEntry& e) { return builder.Add(e); });
+  if (!stats.ok()) return stats.status();
+  LAYERFS_ASSIGN_OR_RETURN(std::string bytes, builder.Finish(hash.Finish(), stats->tar_bytes));
+  Layer layer;
+  LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::FromBytes(std::move(bytes)));
+  layer.data_file = file;
+  layer.position = position;
+  layer.label = "layer " + std::to_string(position);
+  layer.warnings = builder.warnings();
+  return layer;
+}
+
+std::vector<Layer> IndexLayers(const std::vector<std::string>& tars) {
+  std::vector<Layer> layers;
+  for (size_t i = 0; i < tars.size(); ++i) {
+    auto layer = IndexTar(tars[i], i);
+    if (!layer.ok()) throw std::runtime_error(layer.status().message());
+    layers.push_back(std::move(layer).value());
+  }
+  return layers;
+}
+
+std::string ConfigFor(const std::vector<std::string>& tars) {
+  nlohmann::json config;
+  config["architecture"] = "amd64";
+  config["os"] = "linux";
+  config["rootfs"]["type"] = "layers";
+  config["rootfs"]["diff_ids"] = nlohmann::json::array();
+  config["history"] = nlohmann::json::array();
+  for (size_t i = 0; i < tars.size(); ++i) {
+    config["rootfs"]["diff_ids"].push_back(Sha256Of(tars[i]).str());
+    config["history"].push_back({{"created_by", "layer " + std::to_string(i)}});
+  }
+  return config.dump();
+}
+
+void WriteOciLayout(const std::string& dir, const std::vector<std::string>& tars,
+                    const std::string& compression, const std::string& ref) {
+  auto put_blob = [&](const std::string& data) {
+    Digest d = Sha256Of(data);
+    WriteFile(dir + "/blobs/sha256/" + d.hex(), data);
+    return d;
+  };
+  nlohmann::json manifest;
+  manifest["schemaVersion"] = 2;
+  manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json";
+  std::string config = ConfigFor(tars);
+  manifest["config"] = {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                        {"digest", put_blob(config).str()},
+                        {"size", config.size()}};
+  manifest["layers"] = nlohmann::json::array();
+  for (const std::string& tar : tars) {
+    std::string blob = tar;
+    std::string type = "application/vnd.oci.image.layer.v1.tar";
+    if (compression == "gzip") {
+      blob = Gzip(tar);
+      type += "+gzip";
+    } else if (compression == "zstd") {
+      blob = Zstd(tar);
+      type += "+zstd";
+    }
+    manifest["layers"].push_back(
+        {{"mediaType", type}, {"digest", put_blob(blob).str()}, {"size", blob.size()}});
+  }
+  std::string manifest_text = manifest.dump();
+  nlohmann::json index;
+  index["schemaVersion"] = 2;
+  index["manifests"] = nlohmann::json::array();
+  index["manifests"].push_back(
+      {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+       {"digest", put_blob(manifest_text).str()},
+       {"size", manifest_text.size()},
+       {"annotations", {{"org.opencontainers.image.ref.name", ref}}}});
+  WriteFile(dir + "/index.json", index.dump());
+  WriteFile(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+}
+
+void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars,
+                    const std::string& tag) {
+  std::string config = ConfigFor(tars);
+  std::string config_name = Sha256Of(config).hex() + ".json";
+  WriteFile(dir + "/" + config_name, config);
+  nlohmann::json entry;
+  entry["Config"] = config_name;
+  entry["RepoTags"] = {tag};
+  entry["Layers"] = nlohmann::json::array();
+  for (const std::string& tar : tars) {
+    std::string name = Sha256Of(tar).hex() + ".tar";
+    WriteFile(dir + "/" + name, tar);
+    entry["Layers"].push_back(name);
+  }
+  WriteFile(dir + "/manifest.json", nlohmann::json::array({entry}).dump());
+}
+
+}  // namespace layerfs::testing

@@ -1,0 +1,95 @@
+// Test helpers: write layer tars in memory with libarchive, index them, lay out images on disk.
+#ifndef LAYERFS_TESTS_UTIL_TAR_WRITER_H_
+#define LAYERFS_TESTS_UTIL_TAR_WRITER_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "index/layer_store.h"
+#include "layerfs/digest.h"
+
+namespace layerfs::testing {
+
+enum class TarFormat { kPax, kGnu, kUstar };
+
+// One tar header to write.
+struct TarSpec {
+  enum class Type { kFile, kDir, kSymlink, kHardlink, kChar, kBlock, kFifo, kSocket };
+  std::string path;
+  Type type = Type::kFile;
+  std::string content;  // kFile: the bytes (for sparse files, the whole logical content)
+  uint32_t mode = 0644;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  int64_t mtime = 1700000000;
+  uint32_t mtime_nsec = 0;
+  std::string link;  // symlink or hard-link target
+  uint32_t major = 0;
+  uint32_t minor = 0;
+  std::vector<std::pair<std::string, std::string>> xattrs;
+  std::vector<std::pair<uint64_t, uint64_t>> sparse;  // (offset, length) data runs
+  int64_t size_override = -1;  // header size to declare instead of content.size()
+};
+
+class TarWriter {
+ public:
+  explicit TarWriter(TarFormat format = TarFormat::kPax) : format_(format) {}
+
+  TarWriter& Add(TarSpec spec);
+  TarWriter& File(std::string path, std::string content, uint32_t mode = 0644);
+  TarWriter& Dir(std::string path, uint32_t mode = 0755);
+  TarWriter& Symlink(std::string path, std::string target);
+  TarWriter& Hardlink(std::string path, std::string target);
+  TarWriter& Whiteout(std::string path);  // writes dir/.wh.name for path dir/name
+  TarWriter& Opaque(std::string dir);     // writes dir/.wh..wh..opq
+
+  // The tar bytes (with end-of-archive blocks).
+  std::string Finish() const;
+  const std::vector<TarSpec>& specs() const { return specs_; }
+
+ private:
+  TarFormat format_;
+  std::vector<TarSpec> specs_;
+};
+
+// A directory removed with its contents when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(const std::string& path, const std::string& data);
+std::string ReadFile(const std::string& path);
+Digest Sha256Of(const std::string& data);
+std::string Gzip(const std::string& data);
+std::string Zstd(const std::string& data);
+
+// Indexes a tar held in memory into a Layer (index in memory, data in an unlinked temp file).
+Result<Layer> IndexTar(const std::string& tar, size_t position = 0);
+
+// Indexes each tar and returns the layers (bottom first).
+std::vector<Layer> IndexLayers(const std::vector<std::string>& tars);
+
+// Writes an OCI image layout at `dir` with the given layer tars (bottom first), compressed as
+// `compression` ("none", "gzip", "zstd") and tagged `ref`.
+void WriteOciLayout(const std::string& dir, const std::vector<std::string>& tars,
+                    const std::string& compression = "none", const std::string& ref = "latest");
+// Writes a docker-save directory layout (manifest.json, config, <hex>.tar layers) at `dir`.
+void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars,
+                    const std::string& tag = "test:latest");
+// The image config JSON for these layers (rootfs.diff_ids).
+std::string ConfigFor(const std::vector<std::string>& tars);
+
+}  // namespace layerfs::testing
+
+#endif  // LAYERFS_TESTS_UTIL_TAR_WRITER_H_
