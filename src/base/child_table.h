@@ -63,6 +63,12 @@ class ChildTable {
     }
   }
 
+  // Shrinks the table to the smallest capacity that keeps the load at or below 1/2.
+  void Compact() {
+    size_t want = std::bit_ceil(size_ * 2 + 16);
+    if (want < slots_.size()) Rehash(want);
+  }
+
   size_t size() const { return size_; }
   size_t capacity() const { return slots_.size(); }
   size_t memory_bytes() const { return slots_.capacity() * sizeof(uint64_t); }

@@ -44,6 +44,8 @@ class LayerIndex {
   // REQUIRES: i < entry_count()
   const IndexEntry& entry(uint32_t i) const { return entries_[i]; }
   std::string_view name(const IndexEntry& e) const { return String(e.name_off, e.name_len); }
+  // The string area (names are at IndexEntry::name_off).
+  const char* strings() const { return strings_; }
   // Symlink target, or the path of a hard link into a lower layer.
   std::string_view link_target(const IndexEntry& e) const {
     return String(static_cast<uint32_t>(e.data), static_cast<uint32_t>(e.size));

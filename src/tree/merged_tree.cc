@@ -3,6 +3,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 
 #include "base/hash.h"
@@ -31,7 +32,9 @@ uint64_t PairKey(uint32_t layer, uint32_t entry) { return uint64_t{layer} << 32 
 
 bool MergedTree::Matches(uint32_t id, uint32_t dir, uint32_t hash, std::string_view name) const {
   const Node& n = nodes_[id];
-  return n.parent == dir && n.name_hash == hash && id != kRoot && Name(id) == name;
+  return n.parent == dir && n.name_hash == hash && n.name_len == name.size() && id != kRoot &&
+         std::memcmp((*layers_)[n.layer].index.strings() + n.name_off, name.data(), name.size()) ==
+             0;
 }
 
 uint32_t MergedTree::Find(uint32_t dir, uint32_t hash, std::string_view name) const {
@@ -39,11 +42,12 @@ uint32_t MergedTree::Find(uint32_t dir, uint32_t hash, std::string_view name) co
                      [&](uint32_t id) { return Matches(id, dir, hash, name); });
 }
 
-uint32_t MergedTree::AddNode(uint32_t parent, uint32_t hash, uint16_t layer, uint32_t entry,
-                             uint16_t flags) {
+uint32_t MergedTree::AddNode(uint32_t parent, const IndexEntry& e, uint16_t layer,
+                             uint32_t entry, uint8_t flags) {
   uint32_t id = static_cast<uint32_t>(nodes_.size());
-  nodes_.push_back(Node{parent, hash, entry, layer, flags, 0, 0, 0});
-  table_.Insert(ChildKey(parent, hash), id);
+  nodes_.push_back(Node{parent, e.name_hash, entry, e.name_off, layer, flags,
+                        static_cast<uint8_t>(e.name_len), 0});
+  table_.Insert(ChildKey(parent, e.name_hash), id);
   return id;
 }
 
@@ -51,13 +55,14 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
   if (layers.size() > 0xffff) return Status::Invalid("more than 65535 layers");
   MergedTree tree;
   tree.layers_ = &layers;
-  size_t total = 0;
-  for (const Layer& l : layers) total += l.index.entry_count();
-  tree.nodes_.reserve(total);
-  tree.table_.Reserve(total);
+  // Sized for the largest layer; directories that every layer repeats would inflate a sum.
+  size_t largest = 0;
+  for (const Layer& l : layers) largest = std::max<size_t>(largest, l.index.entry_count());
+  tree.nodes_.reserve(largest);
+  tree.table_.Reserve(largest);
 
   const uint16_t top = static_cast<uint16_t>(layers.empty() ? 0 : layers.size() - 1);
-  tree.nodes_.push_back(Node{0, 0, kRootEntry, top, kNodeDir, 0, 0, 0});
+  tree.nodes_.push_back(Node{0, 0, kRootEntry, 0, top, kNodeDir, 0, 0});
   // sealed[n] = the layer whose opaque directory hides lower layers' content of node n, or -1.
   std::vector<int32_t> sealed(1, -1);
   std::vector<uint32_t> map;  // entry of the current layer -> node (kNoNode: hidden)
@@ -88,14 +93,14 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
       const uint32_t existing = tree.Find(parent, e.name_hash, name);
       if (type == EntryType::kWhiteout) {
         if (existing == kNoNode) {
-          tree.AddNode(parent, e.name_hash, layer, i, kNodeTombstone);
+          tree.AddNode(parent, e, layer, i, kNodeTombstone);
           sealed.push_back(-1);
         }
         continue;
       }
       const bool is_dir = type == EntryType::kDirectory;
       if (existing == kNoNode) {
-        uint32_t id = tree.AddNode(parent, e.name_hash, layer, i, is_dir ? kNodeDir : 0);
+        uint32_t id = tree.AddNode(parent, e, layer, i, is_dir ? kNodeDir : 0);
         sealed.push_back(is_dir && (e.flags & kFlagOpaque) ? static_cast<int32_t>(l) : -1);
         if (is_dir) map[i] = id;
         if (type == EntryType::kHardlink) links.emplace_back(id, layer);
@@ -109,12 +114,15 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
           !(e.flags & kFlagImplied)) {
         n.layer = layer;
         n.entry = i;
+        n.name_off = e.name_off;  // the name's bytes are the same, in this layer's strings
       }
       if (e.flags & kFlagOpaque) sealed[existing] = std::max<int32_t>(sealed[existing], layer);
     }
   }
   tree.ResolveHardLinks(links);
   tree.BuildChildren();
+  tree.nodes_.shrink_to_fit();
+  tree.table_.Compact();
   return tree;
 }
 
@@ -170,31 +178,32 @@ void MergedTree::ResolveHardLinks(const std::vector<std::pair<uint32_t, uint32_t
 
 void MergedTree::BuildChildren() {
   const uint32_t n = node_count();
-  std::vector<uint32_t> count(n, 0);
+  dirs_.clear();
+  for (uint32_t i = 0; i < n; ++i) {
+    if (nodes_[i].flags & kNodeDir) {
+      nodes_[i].extra = static_cast<uint32_t>(dirs_.size());
+      dirs_.push_back(Dir{0, 0, 2});
+    }
+  }
   visible_ = 1;
   for (uint32_t i = 1; i < n; ++i) {
     if (nodes_[i].flags & (kNodeTombstone | kNodeHidden)) continue;
-    ++count[nodes_[i].parent];
+    Dir& parent = dirs_[nodes_[nodes_[i].parent].extra];
+    ++parent.child_count;
+    if (nodes_[i].flags & kNodeDir) ++parent.nlink;
     ++visible_;
   }
   uint32_t start = 0;
-  for (uint32_t i = 0; i < n; ++i) {
-    nodes_[i].first_child = start;
-    nodes_[i].child_count = 0;
-    start += count[i];
+  for (Dir& d : dirs_) {
+    d.first_child = start;
+    start += d.child_count;
+    d.child_count = 0;
   }
   children_.assign(start, 0);
   for (uint32_t i = 1; i < n; ++i) {
     if (nodes_[i].flags & (kNodeTombstone | kNodeHidden)) continue;
-    Node& p = nodes_[nodes_[i].parent];
-    children_[p.first_child + p.child_count++] = i;
-  }
-  for (uint32_t i = 0; i < n; ++i) {
-    Node& d = nodes_[i];
-    if (!(d.flags & kNodeDir)) continue;
-    uint32_t subdirs = 0;
-    for (uint32_t c : Children(i)) subdirs += (nodes_[c].flags & kNodeDir) ? 1 : 0;
-    d.extra = 2 + subdirs;
+    Dir& parent = dirs_[nodes_[nodes_[i].parent].extra];
+    children_[parent.first_child + parent.child_count++] = i;
   }
 }
 
@@ -216,8 +225,7 @@ uint32_t MergedTree::LookupPath(std::string_view path) const {
 
 std::string_view MergedTree::Name(uint32_t n) const {
   const Node& node = nodes_[n];
-  const LayerIndex& ix = (*layers_)[node.layer].index;
-  return ix.name(ix.entry(node.entry));
+  return std::string_view((*layers_)[node.layer].index.strings() + node.name_off, node.name_len);
 }
 
 std::string MergedTree::PathOf(uint32_t n) const {
@@ -255,7 +263,7 @@ const IndexEntry& MergedTree::EntryOf(uint32_t n) const {
 
 uint32_t MergedTree::Nlink(uint32_t n) const {
   const Node& node = nodes_[n];
-  if (node.flags & kNodeDir) return node.extra;
+  if (node.flags & kNodeDir) return dirs_[node.extra].nlink;
   if (node.flags & kNodeLinked) return links_[node.extra].nlink;
   return 1;
 }
@@ -308,8 +316,9 @@ void MergedTree::Stat(uint32_t n, struct stat* st) const {
 }
 
 size_t MergedTree::memory_bytes() const {
-  return nodes_.capacity() * sizeof(Node) + children_.capacity() * sizeof(uint32_t) +
-         links_.capacity() * sizeof(Link) + table_.memory_bytes();
+  return nodes_.capacity() * sizeof(Node) + dirs_.capacity() * sizeof(Dir) +
+         children_.capacity() * sizeof(uint32_t) + links_.capacity() * sizeof(Link) +
+         table_.memory_bytes();
 }
 
 }  // namespace layerfs

@@ -8,7 +8,7 @@
 //
 // A node refers to the index entry that gives it its name and, for the metadata and data, the
 // entry that defines it (the same entry, except for hard links and directories whose highest
-// entry was only implied). Entries live in the mapped layer indexes, so a node costs 28 bytes
+// entry was only implied). Entries live in the mapped layer indexes, so a node costs 24 bytes
 // plus its share of the hash table and the child lists.
 //
 // The rules (OCI image-spec layer.md, as containerd and umoci apply them):
@@ -62,7 +62,7 @@ class MergedTree {
   std::string PathOf(uint32_t n) const;
   // The visible children of a directory, in a fixed order.
   std::span<const uint32_t> Children(uint32_t dir) const {
-    const Node& d = nodes_[dir];
+    const Dir& d = dirs_[nodes_[dir].extra];
     return {children_.data() + d.first_child, d.child_count};
   }
 
@@ -85,24 +85,32 @@ class MergedTree {
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
-  enum NodeFlags : uint16_t {
+  enum NodeFlags : uint8_t {
     kNodeDir = 1,
     kNodeTombstone = 2,  // a whiteout: hides lower entries during the build, never visible
     kNodeLinked = 4,     // one of several names of one inode: see links_
     kNodeHidden = 8,     // a hard link whose target does not exist: never visible
   };
 
+  // A node keeps its name's place (layer, offset, length) so that a lookup compares names without
+  // touching the index entry: slot, node, name bytes.
   struct Node {
     uint32_t parent;
     uint32_t name_hash;
-    uint32_t entry;  // entry in `layer` that names this node (and defines it, unless kNodeLinked)
+    uint32_t entry;     // entry in `layer` that names this node (and defines it, unless kNodeLinked)
+    uint32_t name_off;  // the name in `layer`'s string area
     uint16_t layer;
-    uint16_t flags;
-    uint32_t first_child;  // directories: start in children_
-    uint32_t child_count;  // directories: number of visible children
-    uint32_t extra;        // directories: st_nlink; kNodeLinked: index in links_
+    uint8_t flags;
+    uint8_t name_len;
+    uint32_t extra;     // directories: index in dirs_; kNodeLinked: index in links_
   };
-  static_assert(sizeof(Node) == 28);
+  static_assert(sizeof(Node) == 24);
+
+  struct Dir {
+    uint32_t first_child;  // start in children_
+    uint32_t child_count;  // visible children
+    uint32_t nlink;        // 2 + subdirectories
+  };
 
   struct Link {
     uint32_t inode;  // the node whose number is the shared inode
@@ -113,12 +121,14 @@ class MergedTree {
 
   bool Matches(uint32_t id, uint32_t dir, uint32_t hash, std::string_view name) const;
   uint32_t Find(uint32_t dir, uint32_t hash, std::string_view name) const;
-  uint32_t AddNode(uint32_t parent, uint32_t hash, uint16_t layer, uint32_t entry, uint16_t flags);
+  uint32_t AddNode(uint32_t parent, const IndexEntry& e, uint16_t layer, uint32_t entry,
+                   uint8_t flags);
   void ResolveHardLinks(const std::vector<std::pair<uint32_t, uint32_t>>& pending);
   void BuildChildren();
 
   const std::vector<Layer>* layers_ = nullptr;
   std::vector<Node> nodes_;
+  std::vector<Dir> dirs_;
   std::vector<uint32_t> children_;
   std::vector<Link> links_;
   ChildTable table_;
