@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "blob/blob_range.h"
 #include "tree/merged_tree.h"
 
 namespace layerfs {
@@ -35,6 +36,11 @@ class Filesystem {
   void AddLookup(uint32_t node) { Count(node).fetch_add(1, std::memory_order_relaxed); }
   // Returns false (and leaves the count at 0) if the kernel forgot more than it looked up.
   bool Forget(uint32_t node, uint64_t count);
+
+  // Whether the file a layer's bytes are read from still has the size and mtime it had at mount.
+  // A layer whose file changed stays failed for the rest of the mount: its reads return EIO, as a
+  // disk with a bad sector would, rather than bytes that may not be the verified ones.
+  bool LayerIntact(uint32_t layer);
   uint64_t LookupCount(uint32_t node) const {
     return std::atomic_ref<uint64_t>(nlookup_.get()[node]).load(std::memory_order_relaxed);
   }
@@ -47,8 +53,16 @@ class Filesystem {
     return std::atomic_ref<uint64_t>(nlookup_.get()[node]);
   }
 
+  struct LayerState {
+    int fd;
+    uint64_t size;
+    int64_t mtime_ns;
+    std::atomic<bool> failed{false};
+  };
+
   const MergedTree& tree_;
   FsOptions options_;
+  std::unique_ptr<LayerState[]> layers_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
   std::unique_ptr<uint64_t, Free> nlookup_;
 };

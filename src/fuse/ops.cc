@@ -182,7 +182,9 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
                                            : EINVAL);
     }
     if (off < 0) return (void)fuse_reply_err(req, EINVAL);
-    const Layer& layer = fs.tree().layer(fs.tree().LayerOf(node));
+    const uint32_t layer_pos = fs.tree().LayerOf(node);
+    if (!fs.LayerIntact(layer_pos)) return (void)fuse_reply_err(req, EIO);
+    const Layer& layer = fs.tree().layer(layer_pos);
     thread_local std::vector<ReadSegment> segments;
     segments.clear();
     size_t total = PlanRead(layer, e, static_cast<uint64_t>(off), size, &segments);
