@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a task needs, if any are missing.
+#   tools/deps.sh build|test|corpus|bench ...
+set -euo pipefail
+
+build=(g++ meson ninja-build pkg-config fuse3 libfuse3-dev libarchive-dev libssl-dev libxxhash-dev
+       nlohmann-json3-dev libcli11-dev libfmt-dev catch2 libbenchmark-dev)
+test=(python3 python3-pytest umoci attr zstd tar)
+corpus=(mmdebstrap buildah podman skopeo umoci crun attr python3 uidmap)
+bench=(fuse-overlayfs hyperfine fio python3 python3-matplotlib time)
+
+want=()
+for set in "$@"; do
+  case $set in
+    build) want+=("${build[@]}") ;;
+    test) want+=("${test[@]}") ;;
+    corpus) want+=("${corpus[@]}") ;;
+    bench) want+=("${bench[@]}") ;;
+    *) echo "tools/deps.sh: unknown package set '$set' (build, test, corpus, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q >/dev/null
+"${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null
