@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"layerfs: mount a container image straight from its layer tars"};
   app.require_subcommand(1);
+  app.fallthrough();  // -v and -q also after the subcommand
   int verbosity = 0;
   app.add_flag("-v,--verbose", verbosity, "Say more (repeat for debug output)");
   bool quiet = false;

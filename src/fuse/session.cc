@@ -1,11 +1,13 @@
 #include "fuse/session.h"
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -49,6 +51,54 @@ bool IsMountPoint(const std::string& path) {
     if (fields >> id >> parent >> dev >> root >> point && Unescape(point) == path) return true;
   }
   return false;
+}
+
+// Collects what libfuse and fusermount3 print on stderr during one call, so that a failure is
+// reported as one line of ours that includes their reason.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return;
+    saved_ = ::dup(STDERR_FILENO);
+    if (saved_ < 0) {
+      ::close(fds[0]);
+      ::close(fds[1]);
+      return;
+    }
+    std::fflush(stderr);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[1]);
+    read_end_ = fds[0];
+  }
+  ~StderrCapture() { Finish(); }
+
+  // Restores stderr and returns what was written, as one line.
+  std::string Finish() {
+    if (read_end_ < 0) return text_;
+    std::fflush(stderr);
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(read_end_, buf, sizeof(buf))) > 0) text_.append(buf, static_cast<size_t>(n));
+    ::close(read_end_);
+    read_end_ = -1;
+    for (char& c : text_) {
+      if (c == '\n') c = ' ';
+    }
+    while (!text_.empty() && text_.back() == ' ') text_.pop_back();
+    return text_;
+  }
+
+ private:
+  int saved_ = -1;
+  int read_end_ = -1;
+  std::string text_;
+};
+
+std::string WithReason(const std::string& message, const std::string& reason) {
+  return reason.empty() ? message : message + ": " + reason;
 }
 
 struct SessionDeleter {
@@ -98,19 +148,25 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   for (std::string& s : argv_storage) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  std::unique_ptr<fuse_session, SessionDeleter> se(
-      fuse_session_new(&args, &LayerfsOps(), sizeof(fuse_lowlevel_ops), fs));
-  if (!se) {
-    return Status::Invalid("FUSE refused the mount options (" + mount_opts +
-                           (options.fuse_options.empty() ? "" : ", ...") + ")");
+  std::unique_ptr<fuse_session, SessionDeleter> se;
+  {
+    StderrCapture capture;
+    se.reset(fuse_session_new(&args, &LayerfsOps(), sizeof(fuse_lowlevel_ops), fs));
+    std::string reason = capture.Finish();
+    if (!se) return Status::Invalid(WithReason("FUSE refused the mount options", reason));
   }
   if (fuse_set_signal_handlers(se.get()) != 0) {
     return Status::Error(EIO, "cannot install signal handlers");
   }
-  if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
-    fuse_remove_signal_handlers(se.get());
-    return Status::Error(EIO, "cannot mount on " + options.mountpoint +
-                                  " (is /dev/fuse available, and fusermount3 installed?)");
+  {
+    StderrCapture capture;
+    int rc = fuse_session_mount(se.get(), options.mountpoint.c_str());
+    std::string reason = capture.Finish();
+    if (rc != 0) {
+      fuse_remove_signal_handlers(se.get());
+      return Status::Error(EIO, WithReason("cannot mount on " + options.mountpoint,
+                                           reason.empty() ? "is /dev/fuse available?" : reason));
+    }
   }
   const bool foreground = options.foreground || options.debug;
   if (!foreground) {

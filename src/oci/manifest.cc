@@ -483,7 +483,7 @@ Result<ImageSpec> LoadFromSource(std::unique_ptr<ImageSource> source, const Load
 
 Result<ImageSpec> LoadImage(const std::string& path, const LoadOptions& options) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, path);
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "image " + path);
   if (S_ISDIR(st.st_mode)) {
     LAYERFS_ASSIGN_OR_RETURN(auto source, ImageSource::OpenDirectory(path));
     return LoadFromSource(std::move(source), options, "dir");
