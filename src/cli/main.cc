@@ -77,6 +77,14 @@ int RunMount(const MountArgs& args) {
         return Fail(Status::Invalid("-o " + o + ": expected a number of seconds"));
       }
       fs_options.entry_timeout = fs_options.attr_timeout = t;
+    } else if (o.rfind("max_read=", 0) == 0) {
+      char* end = nullptr;
+      unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);
+      if (end == nullptr || *end != '\0' || n == 0 || n > (1u << 30)) {
+        return Fail(Status::Invalid("-o " + o + ": expected a number of bytes"));
+      }
+      fs_options.max_read = static_cast<unsigned>(n);
+      mount.fuse_options.push_back(o);
     } else {
       mount.fuse_options.push_back(o);
     }

@@ -23,6 +23,7 @@ Filesystem::Filesystem(const MergedTree& tree, FsOptions options)
       FileIdentity id = FileIdentity::Of(st);
       state.size = id.size;
       state.mtime_ns = id.mtime_ns;
+      state.ctime_ns = id.ctime_ns;
     } else {
       state.failed.store(true);
     }
@@ -35,7 +36,9 @@ bool Filesystem::LayerIntact(uint32_t layer) {
   struct stat st;
   if (::fstat(state.fd, &st) == 0) {
     FileIdentity id = FileIdentity::Of(st);
-    if (id.size == state.size && id.mtime_ns == state.mtime_ns) return true;
+    if (id.size == state.size && id.mtime_ns == state.mtime_ns && id.ctime_ns == state.ctime_ns) {
+      return true;
+    }
   }
   if (!state.failed.exchange(true)) {
     LogError("{}: its blob changed while mounted; its files fail with EIO until remounted",

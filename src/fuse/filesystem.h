@@ -22,6 +22,8 @@ struct FsOptions {
   double entry_timeout = 86400.0;
   double attr_timeout = 86400.0;
   bool read_only = true;
+  // -o max_read=N: the largest read request the kernel may send (0: the kernel's default).
+  unsigned max_read = 0;
 };
 
 class Filesystem {
@@ -37,7 +39,8 @@ class Filesystem {
   // Returns false (and leaves the count at 0) if the kernel forgot more than it looked up.
   bool Forget(uint32_t node, uint64_t count);
 
-  // Whether the file a layer's bytes are read from still has the size and mtime it had at mount.
+  // Whether the file a layer's bytes are read from still has the size, mtime and ctime it had at
+  // mount (a rewrite that restores the mtime still changes the ctime).
   // A layer whose file changed stays failed for the rest of the mount: its reads return EIO, as a
   // disk with a bad sector would, rather than bytes that may not be the verified ones.
   bool LayerIntact(uint32_t layer);
@@ -57,6 +60,7 @@ class Filesystem {
     int fd;
     uint64_t size;
     int64_t mtime_ns;
+    int64_t ctime_ns;
     std::atomic<bool> failed{false};
   };
 

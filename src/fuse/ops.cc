@@ -68,7 +68,9 @@ const char* ZeroPages(size_t size) {
 }
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  const Filesystem& fs = *static_cast<const Filesystem*>(userdata);
+  // libfuse requires the INIT reply to repeat the max_read of the mount options.
+  if (fs.options().max_read != 0) conn->max_read = fs.options().max_read;
   auto enable = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };

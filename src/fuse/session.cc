@@ -2,13 +2,16 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -105,6 +108,69 @@ struct SessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
 
+// Forks the daemon. The parent returns only in failure (the daemon did not answer the kernel's
+// INIT, e.g. because a FUSE option was refused), having unmounted and collected the daemon's
+// messages; on success it exits 0 once the mount answers requests, so that the command returns
+// with the mount ready. The child returns OK, detached from the terminal, logging to syslog.
+Status Detach(fuse_session* se, const std::string& mountpoint) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    fuse_session_unmount(se);
+    return Status::FromErrno(err, "fork");
+  }
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    ::setsid();
+    if (::chdir("/") != 0) {
+      // Not fatal: the daemon uses no relative paths.
+    }
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd >= 0) {
+      ::dup2(null_fd, STDIN_FILENO);
+      ::dup2(null_fd, STDOUT_FILENO);
+      ::close(null_fd);
+    }
+    // Until the parent has seen the mount answer, what libfuse prints goes back to it; after
+    // that the pipe has no reader and the writes fail quietly.
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::close(pipe_fds[1]);
+    ::signal(SIGPIPE, SIG_IGN);
+    LogToSyslog("layerfs");
+    return Status::Ok();
+  }
+  ::close(pipe_fds[1]);
+  // The daemon holds the FUSE connection now; holding it here too would keep it alive if the
+  // daemon died, and the probe below would wait forever.
+  ::close(fuse_session_fd(se));
+  // statfs blocks until the daemon has answered INIT (and then this STATFS).
+  struct statfs sfs;
+  int rc;
+  do {
+    rc = ::statfs(mountpoint.c_str(), &sfs);
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) ::_exit(0);
+  int err = errno;
+  std::string reason;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(pipe_fds[0], buf, sizeof(buf))) > 0) reason.append(buf, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  for (char& c : reason) {
+    if (c == '\n') c = ' ';
+  }
+  while (!reason.empty() && reason.back() == ' ') reason.pop_back();
+  ::waitpid(pid, nullptr, 0);
+  (void)Unmount(mountpoint, /*lazy=*/true);
+  return Status::Error(err == 0 ? EIO : err,
+                       WithReason("the mount daemon failed to start", reason.empty()
+                                                                          ? std::strerror(err)
+                                                                          : reason));
+}
+
 }  // namespace
 
 Status CheckMountpoint(const std::string& mountpoint) {
@@ -152,6 +218,7 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   {
     StderrCapture capture;
     se.reset(fuse_session_new(&args, &LayerfsOps(), sizeof(fuse_lowlevel_ops), fs));
+    fuse_opt_free_args(&args);
     std::string reason = capture.Finish();
     if (!se) return Status::Invalid(WithReason("FUSE refused the mount options", reason));
   }
@@ -170,11 +237,11 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   }
   const bool foreground = options.foreground || options.debug;
   if (!foreground) {
-    LogToSyslog("layerfs");
-    if (fuse_daemonize(0) != 0) {
-      fuse_session_unmount(se.get());
-      fuse_remove_signal_handlers(se.get());
-      return Status::Error(EIO, "cannot detach from the terminal");
+    Status detached = Detach(se.get(), options.mountpoint);
+    if (!detached.ok()) {
+      // This is the parent and the daemon failed to start: it already unmounted.
+      (void)se.release();  // its descriptor is closed; the daemon's copy is gone with it
+      return detached;
     }
   }
 

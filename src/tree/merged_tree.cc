@@ -63,15 +63,22 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
 
   const uint16_t top = static_cast<uint16_t>(layers.empty() ? 0 : layers.size() - 1);
   tree.nodes_.push_back(Node{0, 0, kRootEntry, 0, top, kNodeDir, 0, 0});
-  // sealed[n] = the layer whose opaque directory hides lower layers' content of node n, or -1.
-  std::vector<int32_t> sealed(1, -1);
+  // Where lower layers stop contributing to node n, by layer position (-1: nowhere):
+  //  - sealed: an opaque directory at that layer; lower layers add no children to n;
+  //  - masked: a whiteout of n's name at that layer; lower layers add nothing to n at all (a
+  //    directory deleted and re-created above it starts empty, with its own metadata).
+  struct Cut {
+    int32_t sealed = -1;
+    int32_t masked = -1;
+  };
+  std::vector<Cut> cuts(1);
   std::vector<uint32_t> map;  // entry of the current layer -> node (kNoNode: hidden)
   std::vector<std::pair<uint32_t, uint32_t>> links;  // (node, layer) of hard-link nodes
 
   for (size_t l = layers.size(); l-- > 0;) {
     const LayerIndex& ix = layers[l].index;
     const uint16_t layer = static_cast<uint16_t>(l);
-    if (sealed[kRoot] > static_cast<int32_t>(l)) break;  // an opaque root hides all lower layers
+    if (cuts[kRoot].sealed > static_cast<int32_t>(l)) break;  // an opaque root hides all below
     map.assign(ix.entry_count(), kNoNode);
     map[kRootEntry] = kRoot;
     const IndexEntry& root = ix.entry(kRootEntry);
@@ -81,33 +88,37 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
       rn.layer = layer;
       rn.entry = kRootEntry;
     }
-    if (root.flags & kFlagOpaque) sealed[kRoot] = std::max<int32_t>(sealed[kRoot], layer);
+    if (root.flags & kFlagOpaque) cuts[kRoot].sealed = std::max<int32_t>(cuts[kRoot].sealed, layer);
 
     for (uint32_t i = 1; i < ix.entry_count(); ++i) {
       const IndexEntry& e = ix.entry(i);
       const uint32_t parent = map[e.parent];
       if (parent == kNoNode) continue;
-      if (sealed[parent] > static_cast<int32_t>(l)) continue;
+      if (cuts[parent].sealed > static_cast<int32_t>(l)) continue;
       const auto type = static_cast<EntryType>(e.type);
       const std::string_view name = ix.name(e);
       const uint32_t existing = tree.Find(parent, e.name_hash, name);
       if (type == EntryType::kWhiteout) {
         if (existing == kNoNode) {
           tree.AddNode(parent, e, layer, i, kNodeTombstone);
-          sealed.push_back(-1);
+          cuts.emplace_back();
+        } else {
+          // A higher layer re-created the name: the whiteout still deletes everything below.
+          cuts[existing].masked = std::max<int32_t>(cuts[existing].masked, layer);
         }
         continue;
       }
       const bool is_dir = type == EntryType::kDirectory;
       if (existing == kNoNode) {
         uint32_t id = tree.AddNode(parent, e, layer, i, is_dir ? kNodeDir : 0);
-        sealed.push_back(is_dir && (e.flags & kFlagOpaque) ? static_cast<int32_t>(l) : -1);
+        cuts.push_back({is_dir && (e.flags & kFlagOpaque) ? static_cast<int32_t>(l) : -1, -1});
         if (is_dir) map[i] = id;
         if (type == EntryType::kHardlink) links.emplace_back(id, layer);
         continue;
       }
       Node& n = tree.nodes_[existing];
       if (!(n.flags & kNodeDir) || !is_dir) continue;  // the higher entry hides this one
+      if (cuts[existing].masked > static_cast<int32_t>(l)) continue;  // deleted above
       map[i] = existing;
       // Directories merge. The metadata is the highest layer's that really has the directory.
       if ((tree.layer(n.layer).index.entry(n.entry).flags & kFlagImplied) &&
@@ -116,7 +127,9 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
         n.entry = i;
         n.name_off = e.name_off;  // the name's bytes are the same, in this layer's strings
       }
-      if (e.flags & kFlagOpaque) sealed[existing] = std::max<int32_t>(sealed[existing], layer);
+      if (e.flags & kFlagOpaque) {
+        cuts[existing].sealed = std::max<int32_t>(cuts[existing].sealed, layer);
+      }
     }
   }
   tree.ResolveHardLinks(links);
@@ -278,7 +291,8 @@ void MergedTree::Stat(uint32_t n, struct stat* st) const {
   const auto type = static_cast<EntryType>(e.type);
   *st = {};
   st->st_ino = InodeOf(n) + 1;
-  st->st_mode = TypeBits(type) | (e.mode & 07777);
+  // Symlink permissions mean nothing on Linux and always show as 0777, whatever the tar says.
+  st->st_mode = TypeBits(type) | (type == EntryType::kSymlink ? 0777 : (e.mode & 07777));
   st->st_nlink = Nlink(n);
   st->st_uid = e.uid;
   st->st_gid = e.gid;
