@@ -208,6 +208,9 @@ Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
     const void* value;
     size_t value_size;
     while (archive_entry_xattr_next(e, &name, &value, &value_size) == ARCHIVE_OK) {
+      // A PAX record with an empty value deletes the key (POSIX pax); it sets no xattr. This is
+      // also what Go's archive/tar, hence umoci, containerd and docker, apply.
+      if (value_size == 0) continue;
       out->xattrs.emplace_back(name, std::string_view(static_cast<const char*>(value),
                                                       value_size));
     }

@@ -1,0 +1,78 @@
+"""Every form of the generated image mounts as exactly the tree umoci unpacks, cold and warm."""
+import os
+
+import pytest
+
+from conftest import FORMS, assert_same_tree
+
+COMPRESSED = {"oci", "oci-index-json", "oci-zstd", "oci-archive"}
+
+
+def cache_files(cache):
+    """{relative path: (inode, mtime_ns, size)} of every file in a cache directory."""
+    out = {}
+    for root, _, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            out[os.path.relpath(path, cache)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_cold_mount_matches_reference(image, mounter, form):
+    m = mounter.mount(image.form(form))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
+    files = cache_files(m.cache)
+    assert not [f for f in files if ".tmp-" in f], files
+    indexes = [f for f in files if f.startswith("index/") and f.endswith(".idx")]
+    assert len(indexes) == 5, "one index per layer expected: %s" % sorted(files)
+    copies = [f for f in files if f.startswith("blobs/")]
+    assert len(copies) == (5 if form in COMPRESSED else 0), sorted(files)
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_warm_mount_matches_reference(image, mounter, form):
+    first = mounter.mount(image.form(form))
+    assert not mounter.unmount(first)
+    before = cache_files(first.cache)
+    m = mounter.mount(image.form(form), cache=first.cache)
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
+    assert cache_files(m.cache) == before, "the warm mount rewrote its cache"
+
+
+@pytest.mark.parametrize("options", [
+    ("--single-thread",),
+    ("--threads", "2"),
+    ("--read-only",),
+    ("-o", "ro"),
+    ("-o", "ro,timeout=0"),
+    ("-o", "timeout=0.5", "-o", "default_permissions"),
+], ids=" ".join)
+def test_mount_options_serve_the_same_tree(image, mounter, options):
+    m = mounter.mount(image.form("oci"), options=options)
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
+
+
+@pytest.mark.parametrize("form,ref", [
+    ("oci", "test"),
+    ("oci-archive", "test"),
+    ("docker-archive", "localhost/layerfs-test:latest"),
+    ("docker-dir", "layerfs-test:latest"),
+])
+def test_ref_picks_the_image(image, mounter, form, ref):
+    m = mounter.mount(image.form(form), options=("--ref", ref))
+    with open(m.join("etc/shadowed"), "rb") as f:
+        assert f.read() == b"version 3: the one that shows\n"
+
+
+def test_generated_image_is_deterministic(image, tmp_path):
+    import make_image
+    again = make_image.make_image(str(tmp_path / "again"))
+    for form in ("docker.tar", "oci.tar", "oci-zstd/index.json", "oci-plain/index.json"):
+        with open(os.path.join(image.root, form), "rb") as a, \
+                open(os.path.join(again, form), "rb") as b:
+            assert a.read() == b.read(), form
