@@ -9,6 +9,7 @@
 #define LAYERFS_BASE_CHILD_TABLE_H_
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

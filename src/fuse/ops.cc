@@ -83,6 +83,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   enable(FUSE_CAP_CACHE_SYMLINKS);
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // layer data never changes: keep the page cache
   conn->time_gran = 1;
+  // max_write also sets the largest request in pages (FUSE_MAX_PAGES), reads included: 1 MiB
+  // requests instead of 128 KiB ones, an eighth of the round trips for large files.
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -122,11 +122,12 @@ Result<uint32_t> IndexBuilder::EnsureDir(std::string_view path) {
       e.flags = kFlagImplied | kFlagOpaque;
       e.mode = 0755;
     } else if (entries_[id].type != EntryType::kDirectory) {
-      // A deeper path through a non-directory: as extraction would, the directory replaces it.
+      // A deeper path through a non-directory of this layer: as extraction would, a directory
+      // replaces it, and whatever lower layers had there stays deleted (opaque).
       id = ReplaceEntry(id);
       Entry& e = entries_[id];
       e.type = EntryType::kDirectory;
-      e.flags = kFlagImplied;
+      e.flags = kFlagImplied | kFlagOpaque;
       e.mode = 0755;
     }
     dir = id;
@@ -266,7 +267,14 @@ Status IndexBuilder::Add(const TarEntry& te) {
     entries_[id].flags &= static_cast<uint8_t>(~kFlagImplied);
     ++dropped_;
   } else {
+    // The earlier entry of this path (in this tar) goes. If it was not a directory, it had deleted
+    // whatever lower layers have at this path, so a directory that replaces it is opaque.
+    const bool was_dir = entries_[existing].type == EntryType::kDirectory;
+    const uint8_t old_flags = entries_[existing].flags;
     id = ReplaceEntry(existing);
+    if (type == EntryType::kDirectory) {
+      entries_[id].flags = was_dir ? (old_flags & kFlagOpaque) : kFlagOpaque;
+    }
   }
 
   Entry& e = entries_[id];
@@ -286,7 +294,7 @@ Status IndexBuilder::Add(const TarEntry& te) {
     case EntryType::kRegular:
       e.size = te.size;
       e.data = te.data_offset;
-      if (!te.sparse.empty()) {
+      if (te.is_sparse || !te.sparse.empty()) {
         e.flags |= kFlagSparse;
         e.sparse = te.sparse;
       }
@@ -445,12 +453,18 @@ Result<std::string> IndexBuilder::Finish(const Digest& diff_id, uint64_t tar_siz
         if (e.flags & kFlagSparse) {
           r.data = sparse.size();
           sparse.push_back(e.sparse.size());
+          uint64_t logical_end = 0;
           for (const SparseRun& run : e.sparse) {
             if (!FitsWithin(run.physical, run.length, tar_size) ||
                 !FitsWithin(run.logical, run.length, e.size)) {
               return Status::Corrupt("entry \"" + Printable(e.name) +
                                      "\": sparse map lies outside the file or the tar");
             }
+            if (run.logical < logical_end) {
+              return Status::Corrupt("entry \"" + Printable(e.name) +
+                                     "\": sparse map runs overlap or are out of order");
+            }
+            logical_end = run.logical + run.length;
             sparse.insert(sparse.end(), {run.logical, run.length, run.physical});
           }
         } else {

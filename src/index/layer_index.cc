@@ -136,11 +136,15 @@ Status LayerIndex::Validate() {
           if (e.data >= h.sparse_words) return bad_entry("sparse map out of bounds");
           uint64_t runs = sparse_[e.data];
           if (runs > (h.sparse_words - e.data - 1) / 3) return bad_entry("sparse map length");
+          uint64_t logical_end = 0;
           for (uint64_t k = 0; k < runs; ++k) {
             const uint64_t* p = sparse_ + e.data + 1 + 3 * k;
             if (!FitsWithin(p[0], p[1], e.size) || !FitsWithin(p[2], p[1], h.tar_size)) {
               return bad_entry("sparse run out of bounds");
             }
+            // Readers rely on runs in file order without overlap.
+            if (p[0] < logical_end) return bad_entry("sparse runs out of order");
+            logical_end = p[0] + p[1];
           }
         } else if (!FitsWithin(e.data, e.size, h.tar_size)) {
           return bad_entry("data out of bounds");

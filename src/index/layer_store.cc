@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -52,6 +53,12 @@ Stamp MakeStamp(const Digest& digest, const struct stat& st, uint64_t offset, ui
   s.mtime_ns = id.mtime_ns;
   s.ctime_ns = id.ctime_ns;
   return s;
+}
+
+int64_t NowNs() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 std::string MismatchMessage(const std::string& what, const Digest& expected, const Digest& got) {
@@ -99,10 +106,14 @@ bool LayerStore::StampValid(const Digest& digest, int fd, uint64_t offset, uint6
   return n == static_cast<ssize_t>(sizeof(got)) && std::memcmp(&want, &got, sizeof(got)) == 0;
 }
 
-Status LayerStore::WriteStamp(const Digest& digest, int fd, uint64_t offset,
-                              uint64_t length) const {
+Status LayerStore::WriteStamp(const Digest& digest, int fd, uint64_t offset, uint64_t length,
+                              int64_t verified_since) const {
   struct stat st;
   if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat");
+  if (verified_since != 0) {
+    FileIdentity id = FileIdentity::Of(st);
+    if (std::max(id.mtime_ns, id.ctime_ns) + kRacyStampNs > verified_since) return Status::Ok();
+  }
   LAYERFS_RETURN_IF_ERROR(MakeDirs(dir_ + "/verified"));
   Stamp s = MakeStamp(digest, st, offset, length);
   return WriteFileAtomic(StampPath(digest, st, offset, length),
@@ -130,6 +141,7 @@ Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
         layer.data_offset = spec.blob.offset;
         if (!StampValid(key, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
           // The blob is not the one verified before (copied, touched, replaced): check it again.
+          const int64_t since = NowNs();
           LAYERFS_ASSIGN_OR_RETURN(Digest got, HashRange(spec.blob.fd(), spec.blob.offset,
                                                          spec.blob.length, spec.blob.name));
           if (got != key) {
@@ -137,7 +149,7 @@ Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
                                    MismatchMessage(spec.blob.name, key, got));
           }
           layer.verified_now = true;
-          Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length);
+          Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
           if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
         }
         return layer;
@@ -186,6 +198,7 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   options.blob_hash = &blob_hash;
   options.tar_hash = compressed ? &tar_hash : &blob_hash;
   options.copy_fd = compressed ? copy->fd() : -1;
+  const int64_t since = NowNs();
   auto stats = ReadTar(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name,
                        options, [&](const TarEntry& e) { return builder.Add(e); });
   if (!stats.ok()) return stats.status().WithContext(spec.label);
@@ -214,7 +227,7 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
     LAYERFS_RETURN_IF_ERROR(copy->Commit());
     layer.data_file = std::make_shared<UniqueFd>(copy->ReleaseFd());
     layer.data_offset = 0;
-    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, layer.data_file->get(), 0, stats->tar_bytes));
+    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, layer.data_file->get(), 0, stats->tar_bytes, 0));
   } else {
     layer.data_file = spec.blob.file;
     layer.data_offset = spec.blob.offset;
@@ -222,7 +235,8 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   std::string index_path = IndexPath(key);
   LAYERFS_RETURN_IF_ERROR(WriteFileAtomic(index_path, *bytes));
   if (!compressed) {
-    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length));
+    LAYERFS_RETURN_IF_ERROR(
+        WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since));
   }
   LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::Open(index_path));
   return layer;

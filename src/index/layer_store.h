@@ -41,6 +41,12 @@ struct StoreStats {
   uint64_t bytes_read = 0;
 };
 
+// A source file whose mtime or ctime is less than this older than the moment layerfs began reading
+// it gets no stamp: a write in the same timestamp tick as our read would leave both unchanged.
+// Timestamps on Linux filesystems are at least this fine (one jiffy, 1 to 10 ms, on kernels without
+// fine-grained timestamps).
+inline constexpr int64_t kRacyStampNs = 100'000'000;
+
 class LayerStore {
  public:
   // Uses `dir` as the cache (created when first needed).
@@ -64,7 +70,12 @@ class LayerStore {
  private:
   Result<Layer> Build(const LayerSpec& spec) const;
   bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
-  Status WriteStamp(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
+  // Records that the range was verified. `verified_since` (CLOCK_REALTIME ns, 0 for files only
+  // layerfs writes) is when reading it began: a file whose mtime or ctime is not clearly older
+  // (kRacyStampNs) could have changed within the same timestamp tick after it was read, so it gets
+  // no stamp and is verified again next time.
+  Status WriteStamp(const Digest& digest, int fd, uint64_t offset, uint64_t length,
+                    int64_t verified_since) const;
   std::string StampPath(const Digest& digest, const struct stat& st, uint64_t offset,
                         uint64_t length) const;
 

@@ -51,7 +51,9 @@ class DirectorySource : public ImageSource {
 
   Result<BlobRange> Open(std::string_view path) const override {
     std::string p(path);
-    int fd = OpenBeneath(dir_.get(), p, O_RDONLY);
+    // O_NONBLOCK: a FIFO named as a blob must be refused, not waited on. It means nothing for
+    // the regular files that are accepted.
+    int fd = OpenBeneath(dir_.get(), p, O_RDONLY | O_NONBLOCK);
     if (fd < 0) {
       if (errno == EXDEV || errno == ELOOP) {
         return Status::Error(EXDEV, Describe(path) + ": points outside the image");
@@ -154,7 +156,7 @@ Result<std::unique_ptr<ImageSource>> ImageSource::OpenDirectory(const std::strin
 }
 
 Result<std::unique_ptr<ImageSource>> ImageSource::OpenArchive(const std::string& file) {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::FromErrno(errno, file);
   auto shared = std::make_shared<UniqueFd>(fd);
   struct stat st;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -22,7 +23,8 @@ Result<json> ParseJson(const std::string& text, const std::string& name) {
       if (static_cast<size_t>(depth) > kMaxJsonDepth) throw TooDeep();
       return true;
     });
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers no double can hold ("1e400").
     std::string what = e.what();
     size_t bracket = what.find("] ");
     if (bracket != std::string::npos) what = what.substr(bracket + 2);
@@ -77,6 +79,9 @@ class Doc {
   }
   Result<int64_t> Int() const {
     if (!v_.is_number_integer()) return Error("is not an integer");
+    if (v_.is_number_unsigned() && v_.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return Error("is out of range");
+    }
     return v_.get<int64_t>();
   }
 
@@ -331,9 +336,12 @@ std::string DescribeChoices(const std::vector<Descriptor>& descs) {
 }
 
 // Picks the image manifest from an index (following nested indexes), by ref, then platform.
+// `picked_ref` receives the ref.name of the entry picked in the top-level index (which may name an
+// index whose manifest has no name of its own).
 Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
                                   const std::string& name, const LoadOptions& options,
-                                  bool use_ref, int depth, std::set<std::string>* seen) {
+                                  bool use_ref, int depth, std::set<std::string>* seen,
+                                  std::string* picked_ref) {
   Doc doc(index, name);
   LAYERFS_ASSIGN_OR_RETURN(auto list, doc.GetArray("manifests"));
   std::vector<Descriptor> all;
@@ -380,6 +388,7 @@ Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
     candidates = matching;
   }
   const Descriptor& chosen = candidates[0];
+  if (depth == 0) *picked_ref = chosen.ref_name;
   if (IsIndexType(chosen.media_type)) {
     if (depth >= 8) return Status::Invalid(name + ": image indexes nested too deeply");
     if (!seen->insert(chosen.digest.hex()).second) {
@@ -388,7 +397,7 @@ Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
     LAYERFS_ASSIGN_OR_RETURN(std::string nested, ReadVerifiedBlob(source, chosen, "image index"));
     std::string nested_name = source.Describe(BlobPath(chosen.digest));
     LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(nested, nested_name));
-    return SelectManifest(source, j, nested_name, options, false, depth + 1, seen);
+    return SelectManifest(source, j, nested_name, options, false, depth + 1, seen, picked_ref);
   }
   if (!IsManifestType(chosen.media_type)) {
     return Status::Unsupported(name + ": manifest media type \"" + Printable(chosen.media_type) +
@@ -420,8 +429,8 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
   LAYERFS_ASSIGN_OR_RETURN(json index, ParseJson(index_text, index_name));
   std::set<std::string> seen;
   LAYERFS_ASSIGN_OR_RETURN(Descriptor manifest_desc,
-                           SelectManifest(*source, index, index_name, options, true, 0, &seen));
-  image.ref = manifest_desc.ref_name;
+                           SelectManifest(*source, index, index_name, options, true, 0, &seen,
+                                          &image.ref));
 
   std::string manifest_name = source->Describe(BlobPath(manifest_desc.digest));
   LAYERFS_ASSIGN_OR_RETURN(std::string manifest_text,

@@ -204,6 +204,8 @@ Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
 
   out->xattrs.clear();
   if (archive_entry_xattr_reset(e) > 0) {
+    // libarchive writes each xattr twice (LIBARCHIVE.xattr.* and SCHILY.xattr.*) and reports
+    // both when reading: keep one per name.
     const char* name;
     const void* value;
     size_t value_size;
@@ -211,13 +213,18 @@ Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
       // A PAX record with an empty value deletes the key (POSIX pax); it sets no xattr. This is
       // also what Go's archive/tar, hence umoci, containerd and docker, apply.
       if (value_size == 0) continue;
+      bool seen = false;
+      for (const auto& [n, v] : out->xattrs) seen = seen || n == name;
+      if (seen) continue;
       out->xattrs.emplace_back(name, std::string_view(static_cast<const char*>(value),
                                                       value_size));
     }
   }
 
   out->sparse.clear();
+  out->is_sparse = false;
   if (out->type == TarEntryType::kRegular && archive_entry_sparse_reset(e) > 0) {
+    out->is_sparse = true;
     la_int64_t offset, length;
     uint64_t physical = data_offset;
     while (archive_entry_sparse_next(e, &offset, &length) == ARCHIVE_OK) {
@@ -231,6 +238,7 @@ Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
     if (out->sparse.size() == 1 && out->sparse[0].logical == 0 &&
         out->sparse[0].length == out->size) {
       out->sparse.clear();
+      out->is_sparse = false;
     }
   }
   return Status::Ok();
@@ -293,17 +301,18 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
 
   TarReadStats stats;
   TarEntry entry;
+  std::string last_path;  // for errors about what follows it
   for (;;) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(tar.get(), &e);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      std::string where = stats.entries == 0 ? std::string("at the first header: ")
-                                             : "after entry " + std::to_string(stats.entries) +
-                                                   " (offset " +
-                                                   std::to_string(archive_filter_bytes(tar.get(), 0)) +
-                                                   "): ";
-      return stream_error("corrupt tar " + where);
+      std::string where =
+          stats.entries == 0
+              ? std::string("at the first header: ")
+              : "after entry " + std::to_string(stats.entries - 1) + " \"" + Printable(last_path) +
+                    "\" (at byte " + std::to_string(archive_filter_bytes(tar.get(), 0)) + "): ";
+      return stream_error("corrupt or truncated tar " + where);
     }
     uint64_t data_offset = static_cast<uint64_t>(archive_filter_bytes(tar.get(), 0));
     entry.index = stats.entries++;
@@ -313,6 +322,7 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
       return s.WithContext(std::string(name) + ": entry " + std::to_string(entry.index) + " \"" +
                            Printable(p != nullptr ? p : "") + "\"");
     }
+    last_path = entry.path;
     LAYERFS_RETURN_IF_ERROR(visit(entry));
   }
   if (archive_read_has_encrypted_entries(tar.get()) > 0) {

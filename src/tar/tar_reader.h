@@ -47,7 +47,8 @@ struct TarEntry {
   uint32_t rdev_major;
   uint32_t rdev_minor;
   std::vector<std::pair<std::string_view, std::string_view>> xattrs;
-  std::vector<SparseRun> sparse;  // non-empty for sparse files
+  bool is_sparse = false;         // a sparse file (its map may hold no data at all)
+  std::vector<SparseRun> sparse;  // its data runs, in file order
   uint64_t index;                 // position of the header in the tar, counting from 0
 };
 

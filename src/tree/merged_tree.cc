@@ -117,8 +117,14 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
         continue;
       }
       Node& n = tree.nodes_[existing];
-      if (!(n.flags & kNodeDir) || !is_dir) continue;  // the higher entry hides this one
+      if (!(n.flags & kNodeDir)) continue;  // a higher non-directory hides this entry
       if (cuts[existing].masked > static_cast<int32_t>(l)) continue;  // deleted above
+      if (!is_dir) {
+        // A non-directory here deleted whatever lower layers have at this path, as a whiteout
+        // would; the directory above was re-created over it.
+        cuts[existing].masked = std::max<int32_t>(cuts[existing].masked, layer);
+        continue;
+      }
       map[i] = existing;
       // Directories merge. The metadata is the highest layer's that really has the directory.
       if ((tree.layer(n.layer).index.entry(n.entry).flags & kFlagImplied) &&

@@ -62,6 +62,7 @@ class MergedTree {
   std::string PathOf(uint32_t n) const;
   // The visible children of a directory, in a fixed order.
   std::span<const uint32_t> Children(uint32_t dir) const {
+    if (!IsDir(dir)) return {};
     const Dir& d = dirs_[nodes_[dir].extra];
     return {children_.data() + d.first_child, d.child_count};
   }
