@@ -4,19 +4,26 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
+#include <chrono>
 
 #include "blob/sha256.h"
 #include "index/index_builder.h"
+#include "index/layer_reader.h"
 #include "tar/tar_reader.h"
 
 namespace layerfs::testing {
@@ -193,6 +200,11 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+void LetTimestampsSettle() {
+  std::this_thread::sleep_for(std::chrono::nanoseconds(kRacyStampNs) +
+                              std::chrono::milliseconds(20));
+}
+
 Digest Sha256Of(const std::string& data) { return Sha256::Of(data.data(), data.size()); }
 std::string Gzip(const std::string& data) { return Compress(data, ARCHIVE_FILTER_GZIP); }
 std::string Zstd(const std::string& data) { return Compress(data, ARCHIVE_FILTER_ZSTD); }
@@ -302,6 +314,144 @@ void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars
     entry["Layers"].push_back(name);
   }
   WriteFile(dir + "/manifest.json", nlohmann::json::array({entry}).dump());
+}
+
+Result<std::string> ReadPath(const Layer& layer, std::string_view path, size_t chunk) {
+  uint32_t id = layer.index.FindPath(path);
+  if (id == kNoEntry) return Status::NotFound(std::string(path) + ": not in the layer");
+  const IndexEntry& e = layer.index.entry(id);
+  if (e.type != static_cast<uint8_t>(EntryType::kRegular)) {
+    return Status::Invalid(std::string(path) + ": not a regular file");
+  }
+  std::string out(static_cast<size_t>(e.size), '\0');
+  uint64_t offset = 0;
+  while (offset < e.size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(chunk, e.size - offset));
+    LAYERFS_ASSIGN_OR_RETURN(size_t n, ReadEntry(layer, e, offset, out.data() + offset, want));
+    if (n != want) return Status::Corrupt(std::string(path) + ": short read");
+    offset += n;
+  }
+  return out;
+}
+
+int RunShell(const std::string& command) {
+  int status = std::system(command.c_str());
+  if (status == -1 || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+UniqueFd TempFileWith(const std::string& data) {
+  UniqueFd fd(::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd) throw std::runtime_error("O_TMPFILE: " + std::string(std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd.get(), data.data() + done, data.size() - done,
+                         static_cast<off_t>(done));
+    if (n <= 0) throw std::runtime_error("pwrite: " + std::string(std::strerror(errno)));
+    done += static_cast<size_t>(n);
+  }
+  return fd;
+}
+
+Result<Layer> IndexTarFile(const std::string& path, size_t position) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return Status::FromErrno(errno, path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, path);
+  auto file = std::make_shared<UniqueFd>(std::move(fd));
+  IndexBuilder builder;
+  Sha256 hash;
+  TarReadOptions options;
+  options.blob_hash = &hash;
+  options.tar_hash = &hash;
+  auto stats = ReadTar(file->get(), 0, static_cast<uint64_t>(st.st_size), path, options,
+                       [&](const TarEntry& e) { return builder.Add(e); });
+  if (!stats.ok()) return stats.status();
+  LAYERFS_ASSIGN_OR_RETURN(std::string bytes, builder.Finish(hash.Finish(), stats->tar_bytes));
+  Layer layer;
+  LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::FromBytes(std::move(bytes)));
+  layer.data_file = file;
+  layer.position = position;
+  layer.label = "layer " + std::to_string(position);
+  layer.warnings = builder.warnings();
+  return layer;
+}
+
+Digest PutBlob(const std::string& dir, const std::string& data) {
+  Digest d = Sha256Of(data);
+  WriteFile(dir + "/blobs/sha256/" + d.hex(), data);
+  return d;
+}
+
+std::string TarOfDirectory(const std::string& dir) {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    paths.push_back(entry.path());
+  }
+  std::sort(paths.begin(), paths.end());
+  TarWriter tar;
+  for (const auto& p : paths) {
+    std::string rel = p.lexically_relative(dir).generic_string();
+    auto status = std::filesystem::symlink_status(p);
+    if (std::filesystem::is_symlink(status)) {
+      tar.Symlink(rel, std::filesystem::read_symlink(p).generic_string());
+    } else if (std::filesystem::is_directory(status)) {
+      tar.Dir(rel);
+    } else if (std::filesystem::is_regular_file(status)) {
+      tar.File(rel, ReadFile(p.string()));
+    }
+  }
+  return tar.Finish();
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng() | 1);
+  return out;
+}
+
+std::string UstarHeader(std::string_view name, char type, uint64_t size, std::string_view link) {
+  std::string h(512, '\0');
+  auto put = [&](size_t off, std::string_view v) {
+    if (!v.empty()) std::memcpy(&h[off], v.data(), std::min<size_t>(v.size(), 100));
+  };
+  auto octal = [&](size_t off, size_t width, uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%0*llo", static_cast<int>(width - 1),
+                  static_cast<unsigned long long>(v));
+    put(off, std::string_view(buf, width - 1));
+  };
+  put(0, name);
+  octal(100, 8, 0644);
+  octal(108, 8, 0);
+  octal(116, 8, 0);
+  octal(124, 12, size);
+  octal(136, 12, 1700000000);
+  h[156] = type;
+  put(157, link);
+  put(257, "ustar");
+  put(263, "00");
+  std::memset(&h[148], ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%06o", sum);
+  put(148, std::string_view(buf, 6));
+  h[154] = '\0';
+  return h;
 }
 
 }  // namespace layerfs::testing

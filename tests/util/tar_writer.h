@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,11 @@ Digest Sha256Of(const std::string& data);
 std::string Gzip(const std::string& data);
 std::string Zstd(const std::string& data);
 
+// Waits until files written so far are old enough for LayerStore to stamp them as verified
+// (kRacyStampNs): tests that expect a second load to be served from the cache call it after
+// writing or touching a blob.
+void LetTimestampsSettle();
+
 // Indexes a tar held in memory into a Layer (index in memory, data in an unlinked temp file).
 Result<Layer> IndexTar(const std::string& tar, size_t position = 0);
 
@@ -89,6 +95,38 @@ void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars
                     const std::string& tag = "test:latest");
 // The image config JSON for these layers (rootfs.diff_ids).
 std::string ConfigFor(const std::vector<std::string>& tars);
+
+// Reads all bytes of the regular entry at `path` (normalised) of `layer` through ReadEntry, in
+// reads of `chunk` bytes so that runs and holes are crossed at unaligned offsets.
+Result<std::string> ReadPath(const Layer& layer, std::string_view path, size_t chunk = 65536);
+
+// Runs `command` with /bin/sh -c; returns its exit status, or -1 if it did not exit normally.
+int RunShell(const std::string& command);
+
+// Quotes `s` for /bin/sh.
+std::string ShellQuote(const std::string& s);
+
+// An unlinked temporary file (O_TMPFILE) holding `data`, open for reading and writing.
+UniqueFd TempFileWith(const std::string& data);
+
+// Indexes the tar file at `path` (read in place, not copied) into a Layer, as IndexTar does.
+Result<Layer> IndexTarFile(const std::string& path, size_t position = 0);
+
+// Stores `data` in the OCI layout at `dir` as blobs/sha256/<hex> and returns its digest.
+Digest PutBlob(const std::string& dir, const std::string& data);
+
+// A tar (in memory) of everything under `dir`: directories, regular files and symlinks (kept as
+// symlinks), with paths relative to `dir` in sorted order, as `docker save` or `podman save`
+// write an image archive.
+std::string TarOfDirectory(const std::string& dir);
+
+// `n` pseudo-random bytes from `seed`, none of them zero (so that data never reads as a hole).
+std::string RandomBytes(size_t n, uint32_t seed);
+
+// One ustar header block built by hand (mode 0644, owner 0:0, checksum filled in), for headers
+// that no tar writer produces: sizes that run past the data, bad checksums, PAX headers.
+std::string UstarHeader(std::string_view name, char type, uint64_t size,
+                        std::string_view link = {});
 
 }  // namespace layerfs::testing
 
