@@ -1,11 +1,17 @@
 #include "base/file_util.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <random>
+#include <string_view>
+#include <vector>
+
+#include "base/path.h"
 
 namespace layerfs {
 
@@ -143,6 +149,72 @@ Status CheckWritableDir(const std::string& path) {
     return Status::FromErrno(errno, path + " is not writable");
   }
   return Status::Ok();
+}
+
+// RESOLVE_BENEATH done in userspace, for kernels without openat2 (before 5.6) or sandboxes that
+// refuse it: one component at a time, never following a symlink with the kernel (O_NOFOLLOW), so
+// that a component swapped for a symlink meanwhile cannot lead out.
+int OpenBeneathByHand(int dirfd, const std::string& path, int flags) {
+  std::vector<std::string> parts;  // remaining components, next last
+  auto push_path = [&parts](std::string_view p) {
+    std::vector<std::string_view> split = SplitPath(p);
+    for (auto it = split.rbegin(); it != split.rend(); ++it) parts.emplace_back(*it);
+  };
+  if (!path.empty() && path[0] == '/') {
+    errno = EXDEV;
+    return -1;
+  }
+  push_path(path);
+  std::vector<UniqueFd> stack;  // the directories walked through, innermost last
+  auto current = [&] { return stack.empty() ? dirfd : stack.back().get(); };
+  int hops = 0;
+  while (!parts.empty()) {
+    std::string part = std::move(parts.back());
+    parts.pop_back();
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (stack.empty()) {
+        errno = EXDEV;
+        return -1;
+      }
+      stack.pop_back();
+      continue;
+    }
+    struct stat st;
+    if (::fstatat(current(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) {
+      if (++hops > 40) {
+        errno = ELOOP;
+        return -1;
+      }
+      char target[4096];
+      ssize_t n = ::readlinkat(current(), part.c_str(), target, sizeof(target) - 1);
+      if (n < 0) return -1;
+      if (n == 0 || target[0] == '/') {
+        errno = EXDEV;
+        return -1;
+      }
+      push_path(std::string_view(target, static_cast<size_t>(n)));
+      continue;
+    }
+    if (parts.empty()) return ::openat(current(), part.c_str(), flags | O_CLOEXEC | O_NOFOLLOW);
+    int fd = ::openat(current(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    stack.emplace_back(fd);
+  }
+  // The path named the directory itself.
+  return ::openat(current(), ".", flags | O_CLOEXEC);
+}
+
+// Opens `path` below `dirfd` without ever leaving it: symlinks are followed only while they stay
+// inside (openat2 RESOLVE_BENEATH).
+int OpenBeneath(int dirfd, const std::string& path, int flags) {
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  long fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) return OpenBeneathByHand(dirfd, path, flags);
+  return static_cast<int>(fd);
 }
 
 }  // namespace layerfs

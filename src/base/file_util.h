@@ -56,6 +56,14 @@ class AtomicFile {
 // Writes `data` to `path` atomically (see AtomicFile).
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644);
 
+// Opens `path` (relative) below the directory `dirfd` without ever leaving it: symlinks are
+// followed only while they stay inside; ".." may not climb above `dirfd`; absolute paths and
+// symlinks are refused with EXDEV, loops with ELOOP. Uses openat2(RESOLVE_BENEATH), or the same
+// walk done by hand where the kernel lacks or refuses openat2. Returns a descriptor or -1/errno.
+int OpenBeneath(int dirfd, const std::string& path, int flags);
+// The walk by hand, one component at a time with O_NOFOLLOW (exposed for tests).
+int OpenBeneathByHand(int dirfd, const std::string& path, int flags);
+
 // Whether `path` is a directory we can create files in.
 Status CheckWritableDir(const std::string& path);
 

@@ -1,9 +1,7 @@
 #include "oci/image_source.h"
 
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/file_util.h"
@@ -26,24 +24,6 @@ Result<std::string> ImageSource::ReadSmall(std::string_view path, size_t max_siz
 
 namespace {
 
-// Opens `path` below `dirfd` without ever leaving it: symlinks are followed only while they stay
-// inside (openat2 RESOLVE_BENEATH).
-int OpenBeneath(int dirfd, const std::string& path, int flags) {
-  struct open_how how = {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  long fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
-  if (fd < 0 && errno == ENOSYS) {
-    // Kernels before 5.6: refuse what could climb out, and do not follow symlinks.
-    if (path.empty() || path[0] == '/' || path.find("..") != std::string::npos) {
-      errno = EXDEV;
-      return -1;
-    }
-    return ::openat(dirfd, path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW);
-  }
-  return static_cast<int>(fd);
-}
-
 class DirectorySource : public ImageSource {
  public:
   DirectorySource(UniqueFd dir, std::string location)
@@ -55,8 +35,9 @@ class DirectorySource : public ImageSource {
     // the regular files that are accepted.
     int fd = OpenBeneath(dir_.get(), p, O_RDONLY | O_NONBLOCK);
     if (fd < 0) {
-      if (errno == EXDEV || errno == ELOOP) {
-        return Status::Error(EXDEV, Describe(path) + ": points outside the image");
+      if (errno == EXDEV) return Status::Error(EXDEV, Describe(path) + ": points outside the image");
+      if (errno == ELOOP) {
+        return Status::Error(ELOOP, Describe(path) + ": too many levels of symbolic links");
       }
       return Status::FromErrno(errno, Describe(path));
     }

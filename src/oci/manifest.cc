@@ -246,11 +246,29 @@ void LabelLayers(ImageSpec* image) {
   }
 }
 
+// A reference in the form registries and docker spell it: "name" means "name:latest", and the
+// default registry and namespace ("docker.io/", "library/") and "localhost/" may be left out.
+std::string CanonicalRef(std::string ref) {
+  size_t slash = ref.rfind('/');
+  size_t colon = ref.rfind(':');
+  if (ref.find('@') == std::string::npos && (colon == std::string::npos ||
+                                             (slash != std::string::npos && colon < slash))) {
+    ref += ":latest";
+  }
+  for (const char* prefix : {"docker.io/", "index.docker.io/", "localhost/", "library/"}) {
+    if (ref.rfind(prefix, 0) == 0) ref.erase(0, std::string_view(prefix).size());
+  }
+  if (ref.rfind("library/", 0) == 0) ref.erase(0, 8);
+  return ref;
+}
+
+// Whether the image tagged `tag` is the one the user asked for with `ref`: the same reference,
+// canonically, or `tag` ends with "/" + `ref` ("name:tag" finds "registry.example/team/name:tag").
 bool DockerTagMatches(const std::string& tag, const std::string& ref) {
-  if (tag == ref) return true;
-  // "localhost/name:tag" and "docker.io/library/name:tag" are also found by "name:tag".
-  size_t slash = tag.rfind('/');
-  return slash != std::string::npos && tag.substr(slash + 1) == ref;
+  if (tag.empty()) return false;
+  std::string t = CanonicalRef(tag), r = CanonicalRef(ref);
+  return t == r || (t.size() > r.size() && t.compare(t.size() - r.size(), r.size(), r) == 0 &&
+                    t[t.size() - r.size() - 1] == '/');
 }
 
 Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::string& manifest,
@@ -329,8 +347,13 @@ std::string DescribeChoices(const std::vector<Descriptor>& descs) {
   std::string out;
   for (const Descriptor& d : descs) {
     if (!out.empty()) out += ", ";
-    out += !d.ref_name.empty() ? d.ref_name
-                               : (!d.os.empty() ? d.os + "/" + d.arch : "sha256:" + d.digest.short_hex());
+    if (!d.ref_name.empty()) {
+      out += d.ref_name;
+    } else if (!d.os.empty()) {
+      out += d.os + "/" + d.arch + (d.variant.empty() ? "" : "/" + d.variant);
+    } else {
+      out += "sha256:" + d.digest.short_hex();
+    }
   }
   return out;
 }
@@ -365,7 +388,9 @@ Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
   } else {
     candidates = all;
   }
-  if (candidates.size() > 1) {
+  // The platform decides among several candidates; an explicit --platform also checks a single
+  // one that states its platform.
+  if (candidates.size() > 1 || (!options.platform.empty() && !candidates[0].os.empty())) {
     std::string want_os = "linux", want_arch = HostArch(), want_variant;
     if (!options.platform.empty()) {
       std::vector<std::string_view> parts = SplitPath(options.platform);
@@ -379,6 +404,10 @@ Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
           (want_variant.empty() || d.variant == want_variant)) {
         matching.push_back(d);
       }
+    }
+    if (matching.empty() && candidates.size() == 1) {
+      return Status::NotFound(name + ": no manifest for platform " + options.platform + " (" +
+                              DescribeChoices(candidates) + ")");
     }
     if (matching.size() != 1) {
       return Status::Invalid(name + ": lists " + std::to_string(candidates.size()) +

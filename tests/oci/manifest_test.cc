@@ -374,11 +374,43 @@ TEST_CASE("--platform picks from a multi-platform index", "[oci]") {
                                                Catch::Contains("linux/amd64") &&
                                                Catch::Contains("linux/arm64"));
   }
-  SECTION("a platform that matches two manifests is an error") {
+  SECTION("a platform that matches two manifests is an error naming their variants") {
     auto ambiguous = LoadImage(dir, {.platform = "linux/arm"});
     REQUIRE_FALSE(ambiguous.ok());
-    CHECK_THAT(ambiguous.status().message(), Catch::Contains("choose one"));
+    CHECK_THAT(ambiguous.status().message(), Catch::Contains("choose one") &&
+                                                 Catch::Contains("linux/arm/v7") &&
+                                                 Catch::Contains("linux/arm/v6"));
   }
+}
+
+TEST_CASE("--platform checks a single manifest that states another platform", "[oci]") {
+  TempDir tmp;
+  const std::string dir = tmp.path();
+  WriteLayoutIndex(dir, {WithPlatform(PutManifest(dir, Named("only")), "linux", "riscv64")});
+  CHECK(TopFile(Load(dir)) == Named("only")[0]);  // no --platform: the only image is the one
+  CHECK(TopFile(Load(dir, {.platform = "linux/riscv64"})) == Named("only")[0]);
+  auto wrong = LoadImage(dir, {.platform = "linux/arm64"});
+  REQUIRE_FALSE(wrong.ok());
+  CHECK_THAT(wrong.status().message(),
+             Catch::Contains("no manifest for platform linux/arm64") &&
+                 Catch::Contains("linux/riscv64"));
+}
+
+TEST_CASE("--ref matches references as registries spell them", "[oci]") {
+  TempDir tmp;
+  WriteLayoutIndex(tmp.path(),
+                   {WithRef(PutManifest(tmp.path(), Named("alpine")), "docker.io/library/alpine:latest"),
+                    WithRef(PutManifest(tmp.path(), Named("tool")), "registry.example/team/tool:2")});
+  for (const char* ref : {"alpine", "alpine:latest", "library/alpine", "docker.io/alpine",
+                          "docker.io/library/alpine:latest"}) {
+    INFO(ref);
+    CHECK(TopFile(Load(tmp.path(), {.ref = ref})) == Named("alpine")[0]);
+  }
+  CHECK(TopFile(Load(tmp.path(), {.ref = "tool:2"})) == Named("tool")[0]);
+  CHECK(TopFile(Load(tmp.path(), {.ref = "team/tool:2"})) == Named("tool")[0]);
+  CHECK_FALSE(LoadImage(tmp.path(), {.ref = "ool:2"}).ok());
+  CHECK_FALSE(LoadImage(tmp.path(), {.ref = "tool"}).ok());  // tool:latest is not tool:2
+  CHECK_FALSE(LoadImage(tmp.path(), {.ref = "alpine:3"}).ok());
 }
 
 TEST_CASE("several manifests and none chosen: the error lists the choices", "[oci]") {
