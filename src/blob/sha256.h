@@ -1,4 +1,4 @@
-// Streaming sha256 through OpenSSL's EVP interface (which uses the CPU's SHA extensions).
+// Streaming sha256 with OpenSSL (which uses the CPU's SHA extensions).
 #ifndef LAYERFS_BLOB_SHA256_H_
 #define LAYERFS_BLOB_SHA256_H_
 

@@ -98,16 +98,20 @@ int RunMount(const MountArgs& args) {
   load.platform = args.platform;
   auto image = LoadImage(args.image, load);
   if (!image.ok()) return Fail(image.status());
+  LogDebug("manifests read: {:.1f} ms", MsSince(start));
 
   LayerStore store(args.cache.empty() ? LayerStore::DefaultDir() : args.cache);
   StoreStats stats;
   auto layers = store.LoadAll(image->layers, 0, &stats);
   if (!layers.ok()) return Fail(layers.status());
+  LogDebug("layers loaded: {:.1f} ms", MsSince(start));
   for (const Layer& l : *layers) {
     for (const std::string& w : l.warnings) LogWarning("{}: {}", l.label, w);
   }
   auto tree = MergedTree::Build(*layers);
   if (!tree.ok()) return Fail(tree.status());
+  LogDebug("merged tree built: {:.1f} ms, {} nodes, {} KiB", MsSince(start), tree->node_count(),
+           tree->memory_bytes() / 1024);
   for (const std::string& w : tree->warnings()) LogWarning("{}", w);
   LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms", args.image,
           layers->size(), stats.layers_indexed, stats.layers_verified, tree->visible_count(),
