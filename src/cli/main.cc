@@ -77,6 +77,13 @@ int RunMount(const MountArgs& args) {
         return Fail(Status::Invalid("-o " + o + ": expected a number of seconds"));
       }
       fs_options.entry_timeout = fs_options.attr_timeout = t;
+    } else if (o.rfind("readahead=", 0) == 0) {
+      char* end = nullptr;
+      unsigned long kb = std::strtoul(o.c_str() + 10, &end, 10);
+      if (end == nullptr || *end != '\0' || kb > (1u << 20)) {
+        return Fail(Status::Invalid("-o " + o + ": expected KiB (0 keeps the kernel's default)"));
+      }
+      mount.readahead_kb = static_cast<unsigned>(kb);
     } else if (o.rfind("max_read=", 0) == 0) {
       char* end = nullptr;
       unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);
@@ -159,8 +166,9 @@ int main(int argc, char** argv) {
   mount->add_flag("-d,--debug", m.debug, "Log every FUSE request to stderr (implies -f)");
   mount->add_option("-o", m.options,
                     "Mount options, comma-separated: ro; timeout=SECONDS (kernel caching of "
-                    "names and attributes, default 86400); and FUSE options such as "
-                    "allow_other, allow_root, max_read=N")
+                    "names and attributes, default 86400); readahead=KIB (as root, the "
+                    "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
+                    "such as allow_other, allow_root, max_read=N")
       ->allow_extra_args(false);
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");

@@ -83,10 +83,12 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   enable(FUSE_CAP_CACHE_SYMLINKS);
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // layer data never changes: keep the page cache
   conn->time_gran = 1;
-  // max_write also sets the largest request in pages (FUSE_MAX_PAGES), reads included: 1 MiB
-  // requests instead of 128 KiB ones, an eighth of the round trips for large files.
-  conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20;
+  // max_write also sets the largest request in pages (FUSE_MAX_PAGES), reads included. Reads are
+  // as large as the read-ahead window (MountOptions::readahead_kb) up to this; 512 KiB is the
+  // largest reply libfuse can splice through its 1 MiB pipe (pipe-max-size) without falling back
+  // to a copy through a freshly allocated buffer.
+  conn->max_write = 512u << 10;
+  conn->max_readahead = 4u << 20;
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -45,15 +45,42 @@ std::string Unescape(const std::string& s) {
   return out;
 }
 
-bool IsMountPoint(const std::string& path) {
+// The "major:minor" device of the mount at `path`, or "" if nothing is mounted there. Read from
+// /proc/self/mountinfo, so that asking costs the mount nothing (a stat of a FUSE mount point
+// would wait for the daemon).
+std::string MountDevice(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
+  std::string found;
   while (std::getline(in, line)) {
     std::istringstream fields(line);
     std::string id, parent, dev, root, point;
-    if (fields >> id >> parent >> dev >> root >> point && Unescape(point) == path) return true;
+    if (fields >> id >> parent >> dev >> root >> point && Unescape(point) == path) found = dev;
   }
-  return false;
+  return found;  // the last one: the mount on top
+}
+
+bool IsMountPoint(const std::string& path) { return !MountDevice(path).empty(); }
+
+// Sets the read-ahead of a new FUSE mount, before the daemon answers INIT (whose reply the kernel
+// takes the smaller of this and max_readahead from). Needs root; without, the default stays.
+void SetReadahead(const std::string& mountpoint, unsigned kb) {
+  if (kb == 0) return;
+  char* real = ::realpath(mountpoint.c_str(), nullptr);
+  std::string dev = MountDevice(real != nullptr ? real : mountpoint);
+  std::free(real);
+  if (dev.empty()) return;
+  std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    LogDebug("read-ahead left at the kernel's default: {}: {}", path, std::strerror(errno));
+    return;
+  }
+  std::string value = std::to_string(kb);
+  if (::write(fd, value.data(), value.size()) < 0) {
+    LogDebug("read-ahead left at the kernel's default: {}: {}", path, std::strerror(errno));
+  }
+  ::close(fd);
 }
 
 // Collects what libfuse and fusermount3 print on stderr during one call, so that a failure is
@@ -235,6 +262,7 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
                                            reason.empty() ? "is /dev/fuse available?" : reason));
     }
   }
+  SetReadahead(options.mountpoint, options.readahead_kb);
   const bool foreground = options.foreground || options.debug;
   if (!foreground) {
     Status detached = Detach(se.get(), options.mountpoint);
