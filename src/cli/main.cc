@@ -1,134 +1,36 @@
 // layerfs: mount a container image straight from its layer tars.
 #include <CLI/CLI.hpp>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstdio>
 #include <string>
-#include <vector>
 
 #include "base/log.h"
+#include "cli/commands.h"
 #include "fuse/session.h"
-#include "index/layer_store.h"
-#include "oci/manifest.h"
 #include "tar/tar_reader.h"
-#include "tree/merged_tree.h"
 
 namespace layerfs {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 int Fail(const Status& s) {
   LogError("{}", s.message());
   return 1;
 }
 
-std::vector<std::string> SplitCommas(const std::vector<std::string>& options) {
-  std::vector<std::string> out;
-  for (const std::string& o : options) {
-    size_t pos = 0;
-    while (pos <= o.size()) {
-      size_t comma = o.find(',', pos);
-      if (comma == std::string::npos) comma = o.size();
-      if (comma > pos) out.push_back(o.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
-  }
-  return out;
-}
+namespace {
 
-struct MountArgs {
-  std::string image;
-  std::string mountpoint;
-  std::string cache;
-  std::string ref;
-  std::string platform;
-  std::vector<std::string> options;
-  bool read_only = false;
-  bool foreground = false;
-  bool debug = false;
-  bool single_thread = false;
-  unsigned threads = 0;
-};
-
-int RunMount(const MountArgs& args) {
-  auto start = Clock::now();
-  FsOptions fs_options;
-  MountOptions mount;
-  mount.mountpoint = args.mountpoint;
-  mount.foreground = args.foreground;
-  mount.debug = args.debug;
-  mount.single_thread = args.single_thread;
-  mount.max_threads = args.threads;
-  for (const std::string& o : SplitCommas(args.options)) {
-    if (o == "ro") {
-      continue;  // every mount is read-only for now
-    } else if (o == "rw") {
-      return Fail(Status::Unsupported("-o rw: writable mounts are not supported yet"));
-    } else if (o.rfind("timeout=", 0) == 0) {
-      char* end = nullptr;
-      double t = std::strtod(o.c_str() + 8, &end);
-      if (end == nullptr || *end != '\0' || !(t >= 0)) {
-        return Fail(Status::Invalid("-o " + o + ": expected a number of seconds"));
-      }
-      fs_options.entry_timeout = fs_options.attr_timeout = t;
-    } else if (o.rfind("readahead=", 0) == 0) {
-      char* end = nullptr;
-      unsigned long kb = std::strtoul(o.c_str() + 10, &end, 10);
-      if (end == nullptr || *end != '\0' || kb > (1u << 20)) {
-        return Fail(Status::Invalid("-o " + o + ": expected KiB (0 keeps the kernel's default)"));
-      }
-      mount.readahead_kb = static_cast<unsigned>(kb);
-    } else if (o.rfind("max_read=", 0) == 0) {
-      char* end = nullptr;
-      unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);
-      if (end == nullptr || *end != '\0' || n == 0 || n > (1u << 30)) {
-        return Fail(Status::Invalid("-o " + o + ": expected a number of bytes"));
-      }
-      fs_options.max_read = static_cast<unsigned>(n);
-      mount.fuse_options.push_back(o);
-    } else {
-      mount.fuse_options.push_back(o);
-    }
-  }
-  // Fail early on a bad mountpoint, before any indexing work.
-  Status mp = CheckMountpoint(args.mountpoint);
-  if (!mp.ok()) return Fail(mp);
-
-  LoadOptions load;
-  load.ref = args.ref;
-  load.platform = args.platform;
-  auto image = LoadImage(args.image, load);
-  if (!image.ok()) return Fail(image.status());
-  LogDebug("manifests read: {:.1f} ms", MsSince(start));
-
-  LayerStore store(args.cache.empty() ? LayerStore::DefaultDir() : args.cache);
-  StoreStats stats;
-  auto layers = store.LoadAll(image->layers, 0, &stats);
-  if (!layers.ok()) return Fail(layers.status());
-  LogDebug("layers loaded: {:.1f} ms", MsSince(start));
-  for (const Layer& l : *layers) {
-    for (const std::string& w : l.warnings) LogWarning("{}: {}", l.label, w);
-  }
-  auto tree = MergedTree::Build(*layers);
-  if (!tree.ok()) return Fail(tree.status());
-  LogDebug("merged tree built: {:.1f} ms, {} nodes, {} KiB", MsSince(start), tree->node_count(),
-           tree->memory_bytes() / 1024);
-  for (const std::string& w : tree->warnings()) LogWarning("{}", w);
-  LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms", args.image,
-          layers->size(), stats.layers_indexed, stats.layers_verified, tree->visible_count(),
-          MsSince(start));
-
-  Filesystem fs(*tree, fs_options);
-  mount.fsname = image->location;
-  Status s = ServeMount(&fs, mount);
-  if (!s.ok()) return Fail(s);
-  return 0;
+// The options every command that reads an image takes.
+void AddImageOptions(CLI::App* cmd, ImageArgs* args) {
+  cmd->add_option("IMAGE", args->image,
+                  "manifest.json of a docker-save directory, an image directory (docker save "
+                  "or OCI layout), or an image archive (docker save -o image.tar)")
+      ->required();
+  cmd->add_option("--cache", args->cache,
+                  "Cache directory for layer indexes and uncompressed copies of compressed "
+                  "layers (default: $XDG_CACHE_HOME/layerfs or ~/.cache/layerfs)");
+  cmd->add_option("--ref", args->ref,
+                  "Which image to use when there are several: an OCI ref name "
+                  "(org.opencontainers.image.ref.name) or a docker RepoTag");
+  cmd->add_option("--platform", args->platform,
+                  "OS/ARCH[/VARIANT] to pick from a multi-platform index (default: this host)");
 }
 
 }  // namespace
@@ -148,19 +50,8 @@ int main(int argc, char** argv) {
 
   MountArgs m;
   CLI::App* mount = app.add_subcommand("mount", "Mount IMAGE at MOUNTPOINT");
-  mount->add_option("IMAGE", m.image,
-                    "manifest.json of a docker-save directory, an image directory (docker save "
-                    "or OCI layout), or an image archive (docker save -o image.tar)")
-      ->required();
+  AddImageOptions(mount, &m.image);
   mount->add_option("MOUNTPOINT", m.mountpoint, "Existing directory to mount on")->required();
-  mount->add_option("--cache", m.cache,
-                    "Cache directory for layer indexes and uncompressed copies of compressed "
-                    "layers (default: $XDG_CACHE_HOME/layerfs or ~/.cache/layerfs)");
-  mount->add_option("--ref", m.ref,
-                    "Which image to mount when there are several: an OCI ref name "
-                    "(org.opencontainers.image.ref.name) or a docker RepoTag");
-  mount->add_option("--platform", m.platform,
-                    "OS/ARCH[/VARIANT] to pick from a multi-platform index (default: this host)");
   mount->add_flag("--read-only", m.read_only, "Mount read-only (every mount is, for now)");
   mount->add_flag("-f,--foreground", m.foreground, "Stay in the foreground until unmounted");
   mount->add_flag("-d,--debug", m.debug, "Log every FUSE request to stderr (implies -f)");
@@ -172,6 +63,18 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
+
+  BenchArgs b;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Time path lookups in IMAGE: through its merged index, layer by layer, and "
+               "(--mount) through a real mount");
+  AddImageOptions(bench, &b.image);
+  bench->add_flag("--mount", b.mount,
+                  "Also mount the image: lstat every path and read every file through FUSE "
+                  "(needs /dev/fuse)");
+  bench->add_flag("--json", b.json, "Print one JSON document instead of a table");
+  bench->add_option("--passes", b.passes, "Times each path is looked up (default 3)")
+      ->check(CLI::Range(1u, 100u));
 
   std::string umount_point;
   bool lazy = false;
@@ -193,6 +96,7 @@ int main(int argc, char** argv) {
                                : LogLevel::kWarning);
 
   if (mount->parsed()) return RunMount(m);
+  if (bench->parsed()) return RunBench(b);
   if (umount->parsed()) {
     Status s = Unmount(umount_point, lazy);
     if (!s.ok()) {

@@ -1,0 +1,37 @@
+// The layerfs commands; main.cc parses the command line into these arguments.
+#ifndef LAYERFS_CLI_COMMANDS_H_
+#define LAYERFS_CLI_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "cli/opened_image.h"
+
+namespace layerfs {
+
+struct MountArgs {
+  ImageArgs image;
+  std::string mountpoint;
+  std::vector<std::string> options;  // -o, comma-separated lists
+  bool read_only = false;
+  bool foreground = false;
+  bool debug = false;
+  bool single_thread = false;
+  unsigned threads = 0;
+};
+int RunMount(const MountArgs& args);
+
+struct BenchArgs {
+  ImageArgs image;
+  bool mount = false;  // also through a real mount
+  bool json = false;
+  unsigned passes = 3;
+};
+int RunBench(const BenchArgs& args);
+
+// Reports `s` as one error line and returns the exit status for it.
+int Fail(const Status& s);
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_CLI_COMMANDS_H_

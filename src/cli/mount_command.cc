@@ -1,0 +1,87 @@
+// layerfs mount: serve an image over FUSE.
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "cli/commands.h"
+#include "fuse/session.h"
+
+namespace layerfs {
+namespace {
+
+std::vector<std::string> SplitCommas(const std::vector<std::string>& options) {
+  std::vector<std::string> out;
+  for (const std::string& o : options) {
+    size_t pos = 0;
+    while (pos <= o.size()) {
+      size_t comma = o.find(',', pos);
+      if (comma == std::string::npos) comma = o.size();
+      if (comma > pos) out.push_back(o.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunMount(const MountArgs& args) {
+  auto start = Clock::now();
+  FsOptions fs_options;
+  MountOptions mount;
+  mount.mountpoint = args.mountpoint;
+  mount.foreground = args.foreground;
+  mount.debug = args.debug;
+  mount.single_thread = args.single_thread;
+  mount.max_threads = args.threads;
+  for (const std::string& o : SplitCommas(args.options)) {
+    if (o == "ro") {
+      continue;  // every mount is read-only for now
+    } else if (o == "rw") {
+      return Fail(Status::Unsupported("-o rw: writable mounts are not supported yet"));
+    } else if (o.rfind("timeout=", 0) == 0) {
+      char* end = nullptr;
+      double t = std::strtod(o.c_str() + 8, &end);
+      if (end == nullptr || *end != '\0' || !(t >= 0)) {
+        return Fail(Status::Invalid("-o " + o + ": expected a number of seconds"));
+      }
+      fs_options.entry_timeout = fs_options.attr_timeout = t;
+    } else if (o.rfind("readahead=", 0) == 0) {
+      char* end = nullptr;
+      unsigned long kb = std::strtoul(o.c_str() + 10, &end, 10);
+      if (end == nullptr || *end != '\0' || kb > (1u << 20)) {
+        return Fail(Status::Invalid("-o " + o + ": expected KiB (0 keeps the kernel's default)"));
+      }
+      mount.readahead_kb = static_cast<unsigned>(kb);
+    } else if (o.rfind("max_read=", 0) == 0) {
+      char* end = nullptr;
+      unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);
+      if (end == nullptr || *end != '\0' || n == 0 || n > (1u << 30)) {
+        return Fail(Status::Invalid("-o " + o + ": expected a number of bytes"));
+      }
+      fs_options.max_read = static_cast<unsigned>(n);
+      mount.fuse_options.push_back(o);
+    } else {
+      mount.fuse_options.push_back(o);
+    }
+  }
+  // Fail early on a bad mountpoint, before any indexing work.
+  Status mp = CheckMountpoint(args.mountpoint);
+  if (!mp.ok()) return Fail(mp);
+
+  auto image = OpenImage(args.image);
+  if (!image.ok()) return Fail(image.status());
+  const OpenedImage& opened = **image;
+  LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms",
+          args.image.image, opened.layers.size(), opened.stats.layers_indexed,
+          opened.stats.layers_verified, opened.tree.visible_count(), MsSince(start));
+
+  Filesystem fs(opened.tree, fs_options);
+  mount.fsname = opened.spec.location;
+  Status s = ServeMount(&fs, mount);
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+}  // namespace layerfs

@@ -1,0 +1,44 @@
+// Opening an image the way every command does: manifests, layers from the cache (indexing what is
+// not cached yet), and the merged tree.
+#ifndef LAYERFS_CLI_OPENED_IMAGE_H_
+#define LAYERFS_CLI_OPENED_IMAGE_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "index/layer_store.h"
+#include "oci/manifest.h"
+#include "tree/merged_tree.h"
+
+namespace layerfs {
+
+// What names an image on the command line, shared by every command.
+struct ImageArgs {
+  std::string image;
+  std::string cache;  // empty: LayerStore::DefaultDir()
+  std::string ref;
+  std::string platform;
+};
+
+// An image ready to use. Heap-allocated and never moved: the tree points at the layers.
+struct OpenedImage {
+  ImageSpec spec;
+  std::vector<Layer> layers;
+  MergedTree tree;
+  StoreStats stats;
+  double ms_to_open = 0;  // from the start of Open() until the tree was built
+};
+
+// Opens the image, logging warnings about skipped entries and timings (at -vv).
+Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args);
+
+using Clock = std::chrono::steady_clock;
+inline double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_CLI_OPENED_IMAGE_H_
