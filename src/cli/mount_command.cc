@@ -1,4 +1,6 @@
 // layerfs mount: serve an image over FUSE.
+#include <malloc.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -77,6 +79,9 @@ int RunMount(const MountArgs& args) {
           args.image.image, opened.layers.size(), opened.stats.layers_indexed,
           opened.stats.layers_verified, opened.tree.visible_count(), MsSince(start));
 
+  // Indexing a large layer leaves freed heap behind; give it back before the daemon forks off with
+  // a copy of this address space.
+  ::malloc_trim(0);
   Filesystem fs(opened.tree, fs_options);
   mount.fsname = opened.spec.location;
   Status s = ServeMount(&fs, mount);
