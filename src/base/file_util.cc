@@ -1,11 +1,13 @@
 #include "base/file_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 #include <string_view>
@@ -215,6 +217,70 @@ int OpenBeneath(int dirfd, const std::string& path, int flags) {
   long fd = ::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how));
   if (fd < 0 && (errno == ENOSYS || errno == EPERM)) return OpenBeneathByHand(dirfd, path, flags);
   return static_cast<int>(fd);
+}
+
+std::string ProcFdPath(int fd, std::string_view name) {
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  if (!name.empty()) {
+    path += '/';
+    path += name;
+  }
+  return path;
+}
+
+int ListNames(int dirfd, std::vector<std::string>* names) {
+  // A descriptor of its own: readdir moves the position of the one it reads.
+  UniqueFd copy(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  DIR* d = copy ? ::fdopendir(copy.get()) : nullptr;
+  if (d == nullptr) return errno;
+  copy.release();  // the DIR owns it now
+  errno = 0;
+  while (dirent* de = ::readdir(d)) {
+    std::string_view n = de->d_name;
+    if (n != "." && n != "..") names->emplace_back(n);
+  }
+  const int err = errno;
+  ::closedir(d);
+  return err;
+}
+
+int CopyBytes(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length) {
+  bool plain = false;  // copy_file_range refused: copy through a buffer from here on
+  std::vector<char> buf;
+  while (length > 0) {
+    ssize_t n;
+    if (!plain) {
+      loff_t i = static_cast<loff_t>(in_offset), o = static_cast<loff_t>(out_offset);
+      n = ::copy_file_range(in, &i, out, &o, length, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                    errno == EBADF)) {
+        plain = true;
+        continue;
+      }
+      if (n < 0) return errno;
+      if (n == 0) return EIO;
+    } else {
+      if (buf.empty()) buf.resize(1 << 20);
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(length, buf.size()));
+      n = ::pread(in, buf.data(), chunk, static_cast<off_t>(in_offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno;
+      if (n == 0) return EIO;
+      size_t done = 0;
+      while (done < static_cast<size_t>(n)) {
+        ssize_t w = ::pwrite(out, buf.data() + done, static_cast<size_t>(n) - done,
+                             static_cast<off_t>(out_offset + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno;
+        done += static_cast<size_t>(w);
+      }
+    }
+    in_offset += static_cast<uint64_t>(n);
+    out_offset += static_cast<uint64_t>(n);
+    length -= static_cast<uint64_t>(n);
+  }
+  return 0;
 }
 
 }  // namespace layerfs

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/unique_fd.h"
 #include "layerfs/status.h"
@@ -63,6 +64,19 @@ Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mo
 int OpenBeneath(int dirfd, const std::string& path, int flags);
 // The walk by hand, one component at a time with O_NOFOLLOW (exposed for tests).
 int OpenBeneathByHand(int dirfd, const std::string& path, int flags);
+
+// "/proc/self/fd/FD", or "/proc/self/fd/FD/NAME": a path to the file open as `fd`, or to `name`
+// below the directory open as `fd`, for the calls that take no descriptor.
+std::string ProcFdPath(int fd, std::string_view name = {});
+
+// The names in the directory open as `dirfd` ("." and ".." left out), in the order the file
+// system lists them. Returns 0 or an errno value.
+int ListNames(int dirfd, std::vector<std::string>* names);
+
+// Copies `length` bytes of `in` at `in_offset` to `out` at `out_offset`: copy_file_range where the
+// kernel can (no copy through user space, and a reflink on file systems that share extents), else
+// through a buffer. Returns 0 or an errno value (EIO if `in` ends early).
+int CopyBytes(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
 
 // Whether `path` is a directory we can create files in.
 Status CheckWritableDir(const std::string& path);

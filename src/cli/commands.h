@@ -14,12 +14,23 @@ struct MountArgs {
   std::string mountpoint;
   std::vector<std::string> options;  // -o, comma-separated lists
   bool read_only = false;
+  std::string scratch;               // empty: an ephemeral scratch directory
   bool foreground = false;
   bool debug = false;
   bool single_thread = false;
   unsigned threads = 0;
 };
 int RunMount(const MountArgs& args);
+
+struct CommitArgs {
+  ImageArgs image;
+  std::string scratch;
+  std::string out;
+  std::string format = "oci";
+  std::string compress;  // empty: gzip for oci, none for docker
+  std::string tag;
+};
+int RunCommit(const CommitArgs& args);
 
 struct BenchArgs {
   ImageArgs image;

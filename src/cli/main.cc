@@ -52,17 +52,38 @@ int main(int argc, char** argv) {
   CLI::App* mount = app.add_subcommand("mount", "Mount IMAGE at MOUNTPOINT");
   AddImageOptions(mount, &m.image);
   mount->add_option("MOUNTPOINT", m.mountpoint, "Existing directory to mount on")->required();
-  mount->add_flag("--read-only", m.read_only, "Mount read-only (every mount is, for now)");
+  mount->add_flag("--read-only", m.read_only,
+                  "Mount read-only: no scratch directory, writes fail with EROFS");
+  mount->add_option("--scratch", m.scratch,
+                    "Keep the changes in DIR (created if missing); a later mount of the same "
+                    "image with the same DIR shows them again (default: a scratch directory under "
+                    "$TMPDIR or /var/tmp, removed at unmount)");
   mount->add_flag("-f,--foreground", m.foreground, "Stay in the foreground until unmounted");
   mount->add_flag("-d,--debug", m.debug, "Log every FUSE request to stderr (implies -f)");
   mount->add_option("-o", m.options,
-                    "Mount options, comma-separated: ro; timeout=SECONDS (kernel caching of "
+                    "Mount options, comma-separated: ro (as --read-only), rw; owners=native|xattr (keep owners, modes and device nodes of changed files in the scratch directory itself, as root does by default, or in xattrs); timeout=SECONDS (kernel caching of "
                     "names and attributes, default 86400); readahead=KIB (as root, the "
                     "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
                     "such as allow_other, allow_root, max_read=N")
       ->allow_extra_args(false);
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
+
+  CommitArgs c;
+  CLI::App* commit = app.add_subcommand(
+      "commit", "Write IMAGE plus the changes in the scratch directory DIR as a new image OUT");
+  commit->add_option("DIR", c.scratch, "Scratch directory of a writable mount (--scratch)")
+      ->required();
+  AddImageOptions(commit, &c.image);
+  commit->add_option("OUT", c.out, "New image directory to write (must not exist)")->required();
+  commit->add_option("--format", c.format,
+                     "oci (an OCI image layout, default) or docker (a docker-save directory)");
+  commit->add_option("--compress", c.compress,
+                     "Compression of the new layer: none, gzip or zstd (default: gzip for oci, "
+                     "none for docker)");
+  commit->add_option("--tag", c.tag,
+                     "Name of the new image: its OCI ref name (default latest) or docker RepoTag "
+                     "(default layerfs-commit:latest)");
 
   BenchArgs b;
   CLI::App* bench = app.add_subcommand(
@@ -97,6 +118,7 @@ int main(int argc, char** argv) {
 
   if (mount->parsed()) return RunMount(m);
   if (bench->parsed()) return RunBench(b);
+  if (commit->parsed()) return RunCommit(c);
   if (umount->parsed()) {
     Status s = Unmount(umount_point, lazy);
     if (!s.ok()) {

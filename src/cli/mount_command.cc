@@ -1,13 +1,17 @@
 // layerfs mount: serve an image over FUSE.
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/log.h"
 #include "cli/commands.h"
 #include "fuse/session.h"
+#include "scratch/scratch_dir.h"
+#include "tree/writable_tree.h"
 
 namespace layerfs {
 namespace {
@@ -32,6 +36,9 @@ int RunMount(const MountArgs& args) {
   auto start = Clock::now();
   FsOptions fs_options;
   MountOptions mount;
+  bool read_only = args.read_only;
+  // Owners and device nodes in the scratch directory: natively when root can make them.
+  bool native_owners = ::geteuid() == 0;
   mount.mountpoint = args.mountpoint;
   mount.foreground = args.foreground;
   mount.debug = args.debug;
@@ -39,9 +46,14 @@ int RunMount(const MountArgs& args) {
   mount.max_threads = args.threads;
   for (const std::string& o : SplitCommas(args.options)) {
     if (o == "ro") {
-      continue;  // every mount is read-only for now
+      read_only = true;
     } else if (o == "rw") {
-      return Fail(Status::Unsupported("-o rw: writable mounts are not supported yet"));
+      read_only = false;
+    } else if (o == "owners=native" || o == "owners=xattr") {
+      native_owners = o == "owners=native";
+      if (native_owners && ::geteuid() != 0) {
+        return Fail(Status::Invalid("-o owners=native: only root can give files their owners"));
+      }
     } else if (o.rfind("timeout=", 0) == 0) {
       char* end = nullptr;
       double t = std::strtod(o.c_str() + 8, &end);
@@ -68,6 +80,10 @@ int RunMount(const MountArgs& args) {
       mount.fuse_options.push_back(o);
     }
   }
+  if (read_only && !args.scratch.empty()) {
+    return Fail(Status::Invalid("--scratch: a read-only mount has no scratch directory"));
+  }
+  fs_options.read_only = read_only;
   // Fail early on a bad mountpoint, before any indexing work.
   Status mp = CheckMountpoint(args.mountpoint);
   if (!mp.ok()) return Fail(mp);
@@ -82,7 +98,19 @@ int RunMount(const MountArgs& args) {
   // Indexing a large layer leaves freed heap behind; give it back before the daemon forks off with
   // a copy of this address space.
   ::malloc_trim(0);
-  Filesystem fs(opened.tree, fs_options);
+  std::unique_ptr<WritableTree> writable;
+  if (!read_only) {
+    std::vector<std::string> layer_ids;
+    for (const Layer& l : opened.layers) layer_ids.push_back(l.index.diff_id().str());
+    auto scratch = args.scratch.empty() ? ScratchDir::CreateEphemeral(layer_ids)
+                                        : ScratchDir::Open(args.scratch, layer_ids);
+    if (!scratch.ok()) return Fail(scratch.status());
+    writable = std::make_unique<WritableTree>(opened.tree, std::move(*scratch), native_owners);
+    Status loaded = writable->Load();
+    if (!loaded.ok()) return Fail(loaded);
+    LogInfo("scratch directory {}", writable->scratch().path());
+  }
+  Filesystem fs(opened.tree, fs_options, writable.get());
   mount.fsname = opened.spec.location;
   Status s = ServeMount(&fs, mount);
   if (!s.ok()) return Fail(s);

@@ -8,9 +8,10 @@
 
 namespace layerfs {
 
-Filesystem::Filesystem(const MergedTree& tree, FsOptions options)
+Filesystem::Filesystem(const MergedTree& tree, FsOptions options, WritableTree* writable)
     : tree_(tree),
       options_(options),
+      writable_(writable),
       nlookup_(static_cast<uint64_t*>(std::calloc(tree.node_count() + 1, sizeof(uint64_t)))) {
   if (!nlookup_) throw std::bad_alloc();
   const auto& layers = tree.layers();

@@ -13,6 +13,7 @@
 
 #include "blob/blob_range.h"
 #include "tree/merged_tree.h"
+#include "tree/writable_tree.h"
 
 namespace layerfs {
 
@@ -28,9 +29,11 @@ struct FsOptions {
 
 class Filesystem {
  public:
-  Filesystem(const MergedTree& tree, FsOptions options);
+  // `writable`: the scratch layer of a writable mount, or null for a read-only one.
+  Filesystem(const MergedTree& tree, FsOptions options, WritableTree* writable = nullptr);
 
   const MergedTree& tree() const { return tree_; }
+  WritableTree* writable() const { return writable_; }
   const FsOptions& options() const { return options_; }
 
   // Lookup counts, by node. The kernel holds `count` references to the inode after a reply that
@@ -66,6 +69,7 @@ class Filesystem {
 
   const MergedTree& tree_;
   FsOptions options_;
+  WritableTree* writable_;
   std::unique_ptr<LayerState[]> layers_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
   std::unique_ptr<uint64_t, Free> nlookup_;

@@ -8,7 +8,7 @@
 namespace layerfs {
 
 // The operation table; the session's userdata is a Filesystem*.
-const fuse_lowlevel_ops& LayerfsOps();
+const fuse_lowlevel_ops& LayerfsOps(bool writable);
 
 }  // namespace layerfs
 

@@ -244,7 +244,7 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   std::unique_ptr<fuse_session, SessionDeleter> se;
   {
     StderrCapture capture;
-    se.reset(fuse_session_new(&args, &LayerfsOps(), sizeof(fuse_lowlevel_ops), fs));
+    se.reset(fuse_session_new(&args, &LayerfsOps(fs->writable() != nullptr), sizeof(fuse_lowlevel_ops), fs));
     fuse_opt_free_args(&args);
     std::string reason = capture.Finish();
     if (!se) return Status::Invalid(WithReason("FUSE refused the mount options", reason));

@@ -199,9 +199,10 @@ class Mounter:
             self.caches.append(path)
         return path
 
-    def mount(self, image, cache=None, options=(), mountpoint=None, verbose=True):
+    def mount(self, image, cache=None, options=(), mountpoint=None, verbose=True, writable=False):
         """Mounts `image` in the foreground (-f, logging to a file); returns once the mount is in
-        place, or fails the test."""
+        place, or fails the test. Read-only unless `writable` (then `options` may name a
+        --scratch directory; without one the mount makes an ephemeral one)."""
         require_fuse()
         binary = layerfs_binary()
         mountpoint = mountpoint or self.new_dir("mnt")
@@ -210,9 +211,15 @@ class Mounter:
         log_path = os.path.join(self.base, "layerfs-%d.log" % self.count)
         argv = [binary] + (["-v"] if verbose else []) + [
             "mount", str(image), mountpoint, "--cache", cache, "-f", *options]
+        if not writable:
+            argv.append("--read-only")
         with open(log_path, "w") as log:
+            # A mount started from `nohup` would inherit an ignored SIGHUP (libfuse then leaves
+            # it ignored); the tests send it and expect the default.
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL,
+                                    preexec_fn=lambda: signal.signal(signal.SIGHUP,
+                                                                     signal.SIG_DFL))
         m = Mount(mountpoint, cache, log_path, proc=proc)
         self.mounts.append(m)
         ready = wait_for(lambda: is_mounted(mountpoint) or proc.poll() is not None, MOUNT_TIMEOUT)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes a small multi-layer container image that exercises every layer feature layerfs serves.
 
     make_image.py OUT_DIR

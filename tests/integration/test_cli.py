@@ -299,12 +299,19 @@ def test_unknown_mount_option(dirs, image):
 
 
 @pytest.mark.parametrize("option,words", [
-    ("rw", ["rw", "not supported"]),
+    ("readahead=lots", ["readahead=lots", "KiB"]),
     ("timeout=soon", ["timeout=soon", "seconds"]),
 ])
 def test_refused_mount_options(dirs, image, option, words):
     r = mount(image.form("oci"), dirs, "-o", option)
     assert_fails_cleanly(r, dirs.mnt, dirs.cache, words)
+
+
+def test_read_only_mount_with_a_scratch_dir_is_refused(dirs, image, tmp_path):
+    scratch = str(tmp_path / "scratch")
+    r = mount(image.form("oci"), dirs, "--read-only", "--scratch", scratch)
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, ["--scratch", "read-only"])
+    assert not os.path.exists(scratch)
 
 
 def test_missing_arguments():

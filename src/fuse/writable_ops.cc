@@ -1,0 +1,411 @@
+// The operations of a writable mount: each decodes its request, makes one WritableTree call and
+// replies. Inode numbers are WritableTree's (image inodes keep their read-only numbers); lookups
+// of image inodes are counted in Filesystem as in a read-only mount, the others in WritableTree.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fuse/op_util.h"
+#include "tree/writable_tree.h"
+
+namespace layerfs {
+namespace {
+
+using DirList = WritableTree::DirList;
+
+static_assert(WritableTree::kSetMode == FUSE_SET_ATTR_MODE);
+static_assert(WritableTree::kSetUid == FUSE_SET_ATTR_UID);
+static_assert(WritableTree::kSetGid == FUSE_SET_ATTR_GID);
+static_assert(WritableTree::kSetSize == FUSE_SET_ATTR_SIZE);
+static_assert(WritableTree::kSetAtime == FUSE_SET_ATTR_ATIME);
+static_assert(WritableTree::kSetMtime == FUSE_SET_ATTR_MTIME);
+static_assert(WritableTree::kSetAtimeNow == FUSE_SET_ATTR_ATIME_NOW);
+static_assert(WritableTree::kSetMtimeNow == FUSE_SET_ATTR_MTIME_NOW);
+static_assert(WritableTree::kSetCtime == FUSE_SET_ATTR_CTIME);
+
+WritableTree& Tree(fuse_req_t req) { return *Fs(req).writable(); }
+WritableTree::Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return {ctx->uid, ctx->gid};
+}
+
+fuse_entry_param EntryOf(const Filesystem& fs, const struct stat& st) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof(e));
+  e.ino = st.st_ino;
+  e.attr = st;
+  e.generation = 1;
+  e.attr_timeout = fs.options().attr_timeout;
+  e.entry_timeout = fs.options().entry_timeout;
+  return e;
+}
+
+// An entry reply for an inode WritableTree has already counted, if it is one of its own.
+void ReplyEntry(fuse_req_t req, const struct stat& st) {
+  Filesystem& fs = Fs(req);
+  fuse_entry_param e = EntryOf(fs, st);
+  const bool image = fs.writable()->IsImageIno(e.ino);
+  if (image) fs.AddLookup(static_cast<uint32_t>(e.ino - 1));
+  if (fuse_reply_entry(req, &e) != 0) {
+    if (image) {
+      fs.Forget(static_cast<uint32_t>(e.ino - 1), 1);
+    } else {
+      fs.writable()->Forget(e.ino, 1);
+    }
+  }
+}
+
+void ReplyEntryOrErr(fuse_req_t req, int err, const struct stat& st) {
+  if (err != 0) return (void)fuse_reply_err(req, err);
+  ReplyEntry(req, st);
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "lookup", [&] {
+    struct stat st;
+    int err = Tree(req).Lookup(parent, name, &st);
+    if (err == ENOENT) {
+      // A negative entry: the kernel drops it itself when the name is created through the mount.
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof(e));
+      e.entry_timeout = Fs(req).options().entry_timeout;
+      return (void)fuse_reply_entry(req, &e);
+    }
+    ReplyEntryOrErr(req, err, st);
+  });
+}
+
+void ForgetOne(Filesystem& fs, fuse_ino_t ino, uint64_t count) {
+  if (fs.writable()->IsImageIno(ino)) {
+    const auto node = static_cast<uint32_t>(ino - 1);
+    fs.Forget(node, count);
+    if (fs.LookupCount(node) == 0) fs.writable()->ForgetImage(ino);
+  } else {
+    fs.writable()->Forget(ino, count);
+  }
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Guarded(req, "getattr", [&] {
+    struct stat st;
+    if (int err = Tree(req).GetAttr(ino, &st)) return (void)fuse_reply_err(req, err);
+    fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
+  });
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  Guarded(req, "setattr", [&] {
+    struct stat st;
+    if (int err = Tree(req).SetAttr(ino, *attr, to_set, &st)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
+  });
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Guarded(req, "readlink", [&] {
+    std::string target;
+    if (int err = Tree(req).Readlink(ino, &target)) return (void)fuse_reply_err(req, err);
+    fuse_reply_readlink(req, target.c_str());
+  });
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Guarded(req, "mknod", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Mknod(parent, name, mode, rdev, CallerOf(req), &st), st);
+  });
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Guarded(req, "mkdir", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Mkdir(parent, name, mode, CallerOf(req), &st), st);
+  });
+}
+
+void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Guarded(req, "symlink", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Symlink(parent, name, target, CallerOf(req), &st), st);
+  });
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  Guarded(req, "link", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Link(ino, parent, name, &st), st);
+  });
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "unlink", [&] { fuse_reply_err(req, Tree(req).Unlink(parent, name)); });
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "rmdir", [&] { fuse_reply_err(req, Tree(req).Rmdir(parent, name)); });
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+              const char* new_name, unsigned flags) {
+  Guarded(req, "rename", [&] {
+    fuse_reply_err(req, Tree(req).Rename(parent, name, new_parent, new_name, flags));
+  });
+}
+
+// Files are not opened: ENOSYS makes the kernel stop sending OPEN (and RELEASE) for this mount and
+// keep every file's page cache, which stays right because every change goes through this mount.
+// Reads and writes then name the inode, and O_TRUNC arrives as a SETATTR of the size.
+void OpOpen(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Guarded(req, "create", [&] {
+    struct stat st;
+    if (int err = Tree(req).Create(parent, name, mode, CallerOf(req), &st)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    fuse_entry_param e = EntryOf(Fs(req), st);
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    if (fuse_reply_create(req, &e, fi) != 0) Tree(req).Forget(e.ino, 1);
+  });
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guarded(req, "read", [&] {
+    WritableTree::ReadSource src;
+    if (int err = Tree(req).ReadFrom(ino, &src)) return (void)fuse_reply_err(req, err);
+    if (src.fd) return ReplyFdRead(req, src.fd.get(), off, size);
+    if (src.node == MergedTree::kNoNode) return (void)fuse_reply_err(req, EIO);
+    ReplyImageRead(req, Fs(req), src.node, size, off);
+  });
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info*) {
+  Guarded(req, "write", [&] {
+    size_t written = 0;
+    if (int err = Tree(req).Write(ino, buf, size, off, &written)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    fuse_reply_write(req, written);
+  });
+}
+
+// Nothing is buffered here, so there is nothing to flush at close: ENOSYS tells the kernel to stop
+// sending FLUSH, one round trip per close saved.
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  Guarded(req, "fsync", [&] { fuse_reply_err(req, Tree(req).Fsync(ino, datasync != 0)); });
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info*) {
+  Guarded(req, "fallocate", [&] {
+    fuse_reply_err(req, Tree(req).Fallocate(ino, mode, offset, length));
+  });
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  Guarded(req, "lseek", [&] {
+    WritableTree::ReadSource src;
+    if (int err = Tree(req).ReadFrom(ino, &src)) return (void)fuse_reply_err(req, err);
+    if (src.fd) {
+      off_t pos = ::lseek(src.fd.get(), off, whence);
+      if (pos < 0) return (void)fuse_reply_err(req, errno);
+      return (void)fuse_reply_lseek(req, pos);
+    }
+    if (src.node == MergedTree::kNoNode) return (void)fuse_reply_err(req, EIO);
+    ReplyImageLseek(req, Fs(req), src.node, off, whence);
+  });
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guarded(req, "opendir", [&] {
+    auto list = std::make_unique<DirList>();
+    if (int err = Tree(req).OpenDir(ino, list.get())) return (void)fuse_reply_err(req, err);
+    fi->fh = reinterpret_cast<uintptr_t>(list.release());
+    // The kernel may keep the listing: it drops it itself when the directory changes through
+    // this mount (the only way it can change).
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<DirList*>(fi->fh);
+  });
+}
+
+// Offsets: 0 is the start, 1 follows ".", 2 follows "..", 3 + i follows item i of the listing
+// taken at opendir.
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+             bool plus) {
+  Filesystem& fs = Fs(req);
+  WritableTree& tree = *fs.writable();
+  const DirList& list = *reinterpret_cast<DirList*>(fi->fh);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  const uint64_t end = 2 + list.items.size();
+  for (uint64_t pos = static_cast<uint64_t>(off); pos < end; ++pos) {
+    const char* name;
+    fuse_ino_t child;
+    mode_t type;
+    if (pos < 2) {
+      name = pos == 0 ? "." : "..";
+      child = ino;
+      type = S_IFDIR;
+    } else {
+      const WritableTree::DirItem& item = list.items[pos - 2];
+      name = item.name.c_str();
+      child = item.ino;
+      type = item.type;
+    }
+    const off_t next = static_cast<off_t>(pos + 1);
+    size_t need;
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof(e));
+      const bool counted = pos >= 2;
+      if (counted) {
+        // An entry removed since opendir is left out.
+        struct stat st;
+        if (tree.GetAttr(child, &st, /*count=*/true) != 0) continue;
+        e = EntryOf(fs, st);
+      } else {
+        // "." and ".." carry no attributes (the kernel takes no reference on them), but a
+        // directory entry with inode number 0 is one readdir(3) skips.
+        e.attr.st_mode = S_IFDIR;
+        e.attr.st_ino = child;
+      }
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
+      if (need > size - used) {
+        if (counted && !tree.IsImageIno(child)) tree.Forget(child, 1);
+        break;
+      }
+      if (counted && tree.IsImageIno(child)) fs.AddLookup(static_cast<uint32_t>(child - 1));
+    } else {
+      struct stat st = {};
+      st.st_ino = child;
+      st.st_mode = type;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      if (need > size - used) break;
+    }
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Guarded(req, "readdir", [&] { ReadDir(req, ino, size, off, fi, false); });
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Guarded(req, "readdirplus", [&] { ReadDir(req, ino, size, off, fi, true); });
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirList*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  Guarded(req, "statfs", [&] {
+    struct statvfs sv;
+    if (int err = Tree(req).Statfs(&sv)) return (void)fuse_reply_err(req, err);
+    fuse_reply_statfs(req, &sv);
+  });
+}
+
+void ReplyXattrValue(fuse_req_t req, const std::string& value, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+  if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value.data(), value.size());
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guarded(req, "getxattr", [&] {
+    std::string value;
+    if (int err = Tree(req).GetXattr(ino, name, &value)) return (void)fuse_reply_err(req, err);
+    ReplyXattrValue(req, value, size);
+  });
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guarded(req, "listxattr", [&] {
+    std::string names;
+    if (int err = Tree(req).ListXattr(ino, &names)) return (void)fuse_reply_err(req, err);
+    ReplyXattrValue(req, names, size);
+  });
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  Guarded(req, "setxattr", [&] {
+    fuse_reply_err(req, Tree(req).SetXattr(ino, name, std::string_view(value, size), flags));
+  });
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Guarded(req, "removexattr", [&] { fuse_reply_err(req, Tree(req).RemoveXattr(ino, name)); });
+}
+
+void OpAccess(fuse_req_t req, fuse_ino_t, int) {
+  // Permission bits are checked by the kernel (default_permissions).
+  fuse_reply_err(req, 0);
+}
+
+fuse_lowlevel_ops MakeWritableOps() {
+  fuse_lowlevel_ops ops = {};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForgetWith<ForgetOne>;
+  ops.forget_multi = OpForgetMultiWith<ForgetOne>;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.link = OpLink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.fsync = OpFsync;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.setxattr = OpSetxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.access = OpAccess;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& WritableOps() {
+  static const fuse_lowlevel_ops ops = MakeWritableOps();
+  return ops;
+}
+
+}  // namespace layerfs
