@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes a synthetic docker-save image directory with many entries, for memory and scale tests.
 
     bench/make_synthetic_image.py OUT --entries N [--layers L] [--file-size BYTES]
