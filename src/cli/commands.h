@@ -19,6 +19,7 @@ struct MountArgs {
   bool debug = false;
   bool single_thread = false;
   unsigned threads = 0;
+  std::string owner = "image";       // image or self
 };
 int RunMount(const MountArgs& args);
 

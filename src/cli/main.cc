@@ -61,11 +61,16 @@ int main(int argc, char** argv) {
   mount->add_flag("-f,--foreground", m.foreground, "Stay in the foreground until unmounted");
   mount->add_flag("-d,--debug", m.debug, "Log every FUSE request to stderr (implies -f)");
   mount->add_option("-o", m.options,
-                    "Mount options, comma-separated: ro (as --read-only), rw; owners=native|xattr (keep owners, modes and device nodes of changed files in the scratch directory itself, as root does by default, or in xattrs); timeout=SECONDS (kernel caching of "
+                    "Mount options, comma-separated: ro (as --read-only), rw; uidmapping=IMAGE:HOST:COUNT[:...] and gidmapping=... (show image id IMAGE as host id HOST, COUNT ids on; ids outside show as 65534); owners=native|xattr (keep owners, modes and device nodes of changed files in the scratch directory itself, as root does by default, or in xattrs); timeout=SECONDS (kernel caching of "
                     "names and attributes, default 86400); readahead=KIB (as root, the "
                     "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
                     "such as allow_other, allow_root, max_read=N")
       ->allow_extra_args(false);
+  mount->add_option("--owner", m.owner,
+                    "Who the files appear to belong to: image (the owners the image gives them, "
+                    "default) or self (every file belongs to the caller, who can then write "
+                    "anywhere in the tree; what the caller creates belongs to root in the image)")
+      ->check(CLI::IsMember({"image", "self"}));
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
 

@@ -37,8 +37,10 @@ int RunMount(const MountArgs& args) {
   FsOptions fs_options;
   MountOptions mount;
   bool read_only = args.read_only;
-  // Owners and device nodes in the scratch directory: natively when root can make them.
-  bool native_owners = ::geteuid() == 0;
+  // Owners and device nodes in the scratch directory: natively when this process can give a file
+  // any owner and make any device, which root of a user namespace cannot.
+  bool native_owners = IsHostRoot();
+  std::string uid_mapping, gid_mapping;
   mount.mountpoint = args.mountpoint;
   mount.foreground = args.foreground;
   mount.debug = args.debug;
@@ -54,6 +56,10 @@ int RunMount(const MountArgs& args) {
       if (native_owners && ::geteuid() != 0) {
         return Fail(Status::Invalid("-o owners=native: only root can give files their owners"));
       }
+    } else if (o.rfind("uidmapping=", 0) == 0) {
+      uid_mapping = o.substr(11);
+    } else if (o.rfind("gidmapping=", 0) == 0) {
+      gid_mapping = o.substr(11);
     } else if (o.rfind("timeout=", 0) == 0) {
       char* end = nullptr;
       double t = std::strtod(o.c_str() + 8, &end);
@@ -84,8 +90,28 @@ int RunMount(const MountArgs& args) {
     return Fail(Status::Invalid("--scratch: a read-only mount has no scratch directory"));
   }
   fs_options.read_only = read_only;
-  // Fail early on a bad mountpoint, before any indexing work.
+  if (args.owner == "self") {
+    if (!uid_mapping.empty() || !gid_mapping.empty()) {
+      return Fail(Status::Invalid("--owner=self and -o uidmapping/gidmapping exclude each other"));
+    }
+    fs_options.uid_map = IdMap::Self(::getuid());
+    fs_options.gid_map = IdMap::Self(::getgid());
+  } else if (args.owner != "image") {
+    return Fail(Status::Invalid("--owner=" + args.owner + ": expected image or self"));
+  }
+  if (!uid_mapping.empty()) {
+    auto m = IdMap::Parse(uid_mapping, "-o uidmapping");
+    if (!m.ok()) return Fail(m.status());
+    fs_options.uid_map = *m;
+  }
+  if (!gid_mapping.empty()) {
+    auto m = IdMap::Parse(gid_mapping, "-o gidmapping");
+    if (!m.ok()) return Fail(m.status());
+    fs_options.gid_map = *m;
+  }
+  // Fail early on a mount that cannot happen, before any indexing work.
   Status mp = CheckMountpoint(args.mountpoint);
+  if (mp.ok()) mp = CheckCanMount(mount);
   if (!mp.ok()) return Fail(mp);
 
   auto image = OpenImage(args.image);
@@ -108,7 +134,12 @@ int RunMount(const MountArgs& args) {
     writable = std::make_unique<WritableTree>(opened.tree, std::move(*scratch), native_owners);
     Status loaded = writable->Load();
     if (!loaded.ok()) return Fail(loaded);
-    LogInfo("scratch directory {}", writable->scratch().path());
+    LogInfo("scratch directory {} (owners kept {})", writable->scratch().path(),
+            native_owners ? "natively" : "in xattrs");
+  }
+  if (!fs_options.uid_map.identity() || !fs_options.gid_map.identity()) {
+    LogInfo("owners shown: users {}, groups {}", fs_options.uid_map.Describe(),
+            fs_options.gid_map.Describe());
   }
   Filesystem fs(opened.tree, fs_options, writable.get());
   mount.fsname = opened.spec.location;

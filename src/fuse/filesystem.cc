@@ -11,6 +11,7 @@ namespace layerfs {
 Filesystem::Filesystem(const MergedTree& tree, FsOptions options, WritableTree* writable)
     : tree_(tree),
       options_(options),
+      ids_mapped_(!options_.uid_map.identity() || !options_.gid_map.identity()),
       writable_(writable),
       nlookup_(static_cast<uint64_t*>(std::calloc(tree.node_count() + 1, sizeof(uint64_t)))) {
   if (!nlookup_) throw std::bad_alloc();

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "base/id_map.h"
 #include "blob/blob_range.h"
 #include "tree/merged_tree.h"
 #include "tree/writable_tree.h"
@@ -25,6 +26,9 @@ struct FsOptions {
   bool read_only = true;
   // -o max_read=N: the largest read request the kernel may send (0: the kernel's default).
   unsigned max_read = 0;
+  // How the image's owners show (--owner=self, -o uidmapping=, gidmapping=).
+  IdMap uid_map;
+  IdMap gid_map;
 };
 
 class Filesystem {
@@ -35,6 +39,14 @@ class Filesystem {
   const MergedTree& tree() const { return tree_; }
   WritableTree* writable() const { return writable_; }
   const FsOptions& options() const { return options_; }
+
+  // Turns the image's owners in `st` into the ids the mount shows.
+  void ShowIds(struct stat* st) const {
+    if (ids_mapped_) {
+      st->st_uid = options_.uid_map.ToHost(st->st_uid);
+      st->st_gid = options_.gid_map.ToHost(st->st_gid);
+    }
+  }
 
   // Lookup counts, by node. The kernel holds `count` references to the inode after a reply that
   // carries it; FORGET gives them back. REQUIRES: node < tree().node_count().
@@ -69,6 +81,7 @@ class Filesystem {
 
   const MergedTree& tree_;
   FsOptions options_;
+  bool ids_mapped_;
   WritableTree* writable_;
   std::unique_ptr<LayerState[]> layers_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.

@@ -36,6 +36,7 @@ uint32_t NodeOf(const Filesystem& fs, fuse_ino_t ino) {
 void FillEntry(const Filesystem& fs, uint32_t node, fuse_entry_param* e) {
   std::memset(e, 0, sizeof(*e));
   fs.tree().Stat(node, &e->attr);
+  fs.ShowIds(&e->attr);
   e->ino = e->attr.st_ino;
   e->generation = 1;
   e->attr_timeout = fs.options().attr_timeout;
@@ -217,6 +218,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
     struct stat st;
     fs.tree().Stat(node, &st);
+    fs.ShowIds(&st);
     fuse_reply_attr(req, &st, fs.options().attr_timeout);
   });
 }

@@ -28,6 +28,16 @@ struct MountOptions {
 // point (a stale FUSE mount gets its own message).
 Status CheckMountpoint(const std::string& mountpoint);
 
+// Whether this process is root of the initial user namespace, and so may mount, chown and mknod
+// as it likes; false for an ordinary user and for root of a user namespace (`unshare -Ur`).
+bool IsHostRoot();
+
+// Checks, before any indexing work, that this process may mount with `options`: /dev/fuse
+// exists and opens; and for an ordinary user, that a setuid-root fusermount3 is installed, that
+// the mountpoint is theirs to mount on (as fusermount3 requires), and that `allow_other` or
+// `allow_root` is allowed by user_allow_other in /etc/fuse.conf. Each problem is one clear error.
+Status CheckCanMount(const MountOptions& options);
+
 // Mounts `fs`, detaches unless `foreground` (the mount is in place when this process's parent
 // returns), and serves requests until unmounted or SIGINT/SIGTERM/SIGHUP. Errors before the mount
 // is in place are returned; nothing is left mounted after an error.

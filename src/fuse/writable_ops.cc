@@ -30,9 +30,38 @@ static_assert(WritableTree::kSetMtimeNow == FUSE_SET_ATTR_MTIME_NOW);
 static_assert(WritableTree::kSetCtime == FUSE_SET_ATTR_CTIME);
 
 WritableTree& Tree(fuse_req_t req) { return *Fs(req).writable(); }
+// The caller of a request, in the image's ids (a host id the mount does not map stands for the
+// overflow id, as the kernel does for ids a user namespace does not map).
 WritableTree::Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return {ctx->uid, ctx->gid};
+  const FsOptions& o = Fs(req).options();
+  return {o.uid_map.ToImage(ctx->uid).value_or(IdMap::kOverflowId),
+          o.gid_map.ToImage(ctx->gid).value_or(IdMap::kOverflowId)};
+}
+
+// Turns the owner of a chown into the image's ids, in place: 0, or EINVAL for an id the mount
+// does not map (as chown(2) answers for an id outside the caller's user namespace). Under
+// --owner=self every file shows as the caller's, so a chown to the caller changes nothing.
+int ChownToImage(const FsOptions& o, struct stat* attr, int* to_set) {
+  if (*to_set & FUSE_SET_ATTR_UID) {
+    if (o.uid_map.squashes() && o.uid_map.ToHost(0) == attr->st_uid) {
+      *to_set &= ~FUSE_SET_ATTR_UID;
+    } else if (auto id = o.uid_map.ToImage(attr->st_uid)) {
+      attr->st_uid = *id;
+    } else {
+      return EINVAL;
+    }
+  }
+  if (*to_set & FUSE_SET_ATTR_GID) {
+    if (o.gid_map.squashes() && o.gid_map.ToHost(0) == attr->st_gid) {
+      *to_set &= ~FUSE_SET_ATTR_GID;
+    } else if (auto id = o.gid_map.ToImage(attr->st_gid)) {
+      attr->st_gid = *id;
+    } else {
+      return EINVAL;
+    }
+  }
+  return 0;
 }
 
 fuse_entry_param EntryOf(const Filesystem& fs, const struct stat& st) {
@@ -40,6 +69,7 @@ fuse_entry_param EntryOf(const Filesystem& fs, const struct stat& st) {
   std::memset(&e, 0, sizeof(e));
   e.ino = st.st_ino;
   e.attr = st;
+  fs.ShowIds(&e.attr);
   e.generation = 1;
   e.attr_timeout = fs.options().attr_timeout;
   e.entry_timeout = fs.options().entry_timeout;
@@ -95,6 +125,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Guarded(req, "getattr", [&] {
     struct stat st;
     if (int err = Tree(req).GetAttr(ino, &st)) return (void)fuse_reply_err(req, err);
+    Fs(req).ShowIds(&st);
     fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
   });
 }
@@ -102,9 +133,13 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   Guarded(req, "setattr", [&] {
     struct stat st;
+    if (int err = ChownToImage(Fs(req).options(), attr, &to_set)) {
+      return (void)fuse_reply_err(req, err);
+    }
     if (int err = Tree(req).SetAttr(ino, *attr, to_set, &st)) {
       return (void)fuse_reply_err(req, err);
     }
+    Fs(req).ShowIds(&st);
     fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
   });
 }
