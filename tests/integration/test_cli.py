@@ -3,8 +3,11 @@ non-zero exit, nothing mounted, and nothing half-written in the cache."""
 import hashlib
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import tarfile
+import tempfile
 
 import pytest
 
@@ -273,6 +276,53 @@ def test_cache_not_writable(dirs, image, read_only_dir, sub):
     assert_fails_cleanly(r, dirs.mnt, None, ["cache", read_only_dir, "Read-only file system"])
 
 
+def _in_private_dev(setup, argv, user=None):
+    """Runs argv in a private mount namespace whose /dev is a fresh tmpfs prepared by the shell
+    commands `setup`, as `user` (a uid) if given."""
+    run = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] if user else []
+    script = "mount -t tmpfs -o mode=0755 none /dev && %s && exec \"$@\"" % setup
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                           *run, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def world_readable(image):
+    """The binary and the OCI form in a directory every user may read, and a mountpoint and a
+    cache directory that belong to `nobody`."""
+    top = tempfile.mkdtemp(prefix="layerfs-shared-")
+    base = pathlib.Path(top)
+    os.chmod(top, 0o755)
+    shutil.copy(layerfs_binary(), base / "layerfs")
+    layout = image.copy("oci", str(base / "oci"))
+    for d in (base / "mnt", base / "cache"):
+        d.mkdir()
+        os.chown(d, 65534, 65534)
+    subprocess.run(["chmod", "-R", "a+rX", top], check=True)
+    yield str(base / "layerfs"), layout, str(base / "mnt"), str(base / "cache")
+    shutil.rmtree(top)
+
+
+def test_missing_dev_fuse_is_one_clear_error(dirs, image):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a private /dev")
+    r = _in_private_dev("true", [layerfs_binary(), "mount", image.form("oci"), dirs.mnt,
+                                 "--cache", dirs.cache])
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, ["/dev/fuse is missing"])
+    assert not os.path.exists(dirs.cache), "a mount that cannot start should not index"
+
+
+def test_dev_fuse_closed_to_the_user_is_one_clear_error(world_readable):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a private /dev")
+    binary, layout, mnt, cache = world_readable
+    r = _in_private_dev("mknod -m 0600 /dev/fuse c 10 229",
+                        [binary, "mount", layout, mnt, "--cache", cache], user=65534)
+    assert_fails_cleanly(r, mnt, cache, ["/dev/fuse (mode 0600)", "Permission denied",
+                                         "this user may not use FUSE"])
+    assert not os.listdir(cache), "a mount that cannot start should not index"
+
+
 # --- options -----------------------------------------------------------------------------------
 
 def test_mount_help_lists_every_option():
@@ -281,7 +331,7 @@ def test_mount_help_lists_every_option():
     assert r.returncode == 0, r.stderr
     for word in ("IMAGE", "MOUNTPOINT", "-h,--help", "--cache", "--ref", "--platform",
                  "--read-only", "-f,--foreground", "-d,--debug", "-o ", "timeout=", "--threads",
-                 "--single-thread"):
+                 "--single-thread", "--owner", "uidmapping="):
         assert word in r.stdout, "%r missing from mount --help:\n%s" % (word, r.stdout)
 
 
