@@ -323,6 +323,19 @@ def test_dev_fuse_closed_to_the_user_is_one_clear_error(world_readable):
     assert not os.listdir(cache), "a mount that cannot start should not index"
 
 
+def test_fusermount3_without_setuid_is_one_clear_error(world_readable):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a private /dev")
+    binary, layout, mnt, cache = world_readable
+    plain = os.path.join(os.path.dirname(binary), "fusermount3")
+    shutil.copy(shutil.which("fusermount3"), plain)  # the copy is not setuid
+    os.chmod(plain, 0o755)
+    r = _in_private_dev("mknod -m 0666 /dev/fuse c 10 229 && mount --bind %s %s" % (
+        plain, shutil.which("fusermount3")), [binary, "mount", layout, mnt, "--cache", cache],
+        user=65534)
+    assert_fails_cleanly(r, mnt, cache, ["fusermount3 is not setuid root"])
+
+
 # --- options -----------------------------------------------------------------------------------
 
 def test_mount_help_lists_every_option():
