@@ -52,6 +52,8 @@ ASAN_BUILD = _links_asan(LAYERFS)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "corpus: mounts the real image in $LAYERFS_CORPUS")
+    config.addinivalue_line("markers", "load: many processes on one mount for a while "
+                                       "($LAYERFS_LOAD_SECONDS)")
     config.addinivalue_line("markers", "rootless: runs as an unprivileged user or in a user "
                                        "namespace (tools/test runs these so)")
 
