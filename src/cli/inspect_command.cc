@@ -367,11 +367,16 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
     return 0;
   }
 
-  fmt::print("{}: {} layer{}, {} ({} unpacked), {} paths; {} in {} files hidden by later layers\n\n",
+  // In a sentence, a size without a unit letter is said to be bytes.
+  auto words = [&](uint64_t n) {
+    std::string s = Size(n, args.bytes);
+    return s.back() >= '0' && s.back() <= '9' ? s + " bytes" : s;
+  };
+  fmt::print("{}: {} layer{}, {} ({} unpacked), {} paths; {} in {} file{} hidden by later "
+             "layers\n\n",
              Printable(image.spec.location, 4096), stats.size(), stats.size() == 1 ? "" : "s",
-             Size(total_size, args.bytes), Size(total_tar, args.bytes),
-             image.tree.visible_count() - 1, Size(total.wasted_bytes, args.bytes),
-             total.wasted_files);
+             words(total_size), words(total_tar), image.tree.visible_count() - 1,
+             words(total.wasted_bytes), total.wasted_files, total.wasted_files == 1 ? "" : "s");
   Table table({{"#", true},
                {"DIGEST"},
                {"TYPE", false, 6},
@@ -683,9 +688,9 @@ int Diff(const InspectArgs& args, const OpenedImage& image) {
           break;
       }
     }
-    Json doc = LayerJson(image, *position);
-    doc["layer"] = *position + 1;
-    doc.erase("number");
+    Json doc = {{"layer", *position + 1}};
+    doc["digest"] = spec.blob_digest ? Json(spec.blob_digest->str()) : Json(nullptr);
+    doc["diff_id"] = spec.diff_id ? Json(spec.diff_id->str()) : Json(nullptr);
     doc["created_by"] = spec.created_by;
     doc["added"] = std::move(added);
     doc["changed"] = std::move(changed);
