@@ -153,7 +153,7 @@ class Table {
 // --- progress ------------------------------------------------------------------------------------
 
 // One line on stderr, rewritten in place, while layers are indexed for the first time. Nothing is
-// shown for indexing that ends within the first half second.
+// shown for indexing that ends within the first quarter second.
 class ProgressLine {
  public:
   ProgressLine() = default;
@@ -182,7 +182,7 @@ class ProgressLine {
     const auto now = Clock::now();
     if (layers_.empty()) start_ = now;
     layers_[spec.index] = {done, total};
-    if (now - start_ < std::chrono::milliseconds(500)) return;
+    if (now - start_ < std::chrono::milliseconds(250)) return;
     if (shown_ && now - last_ < std::chrono::milliseconds(100)) return;
     last_ = now;
     uint64_t all_done = 0;
