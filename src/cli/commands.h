@@ -41,6 +41,20 @@ struct BenchArgs {
 };
 int RunBench(const BenchArgs& args);
 
+// inspect, which, ls and diff: an image looked at without mounting it.
+struct InspectArgs {
+  enum class Command { kInspect, kWhich, kLs, kDiff };
+  Command command = Command::kInspect;
+  ImageArgs image;
+  std::string path = "/";     // which, ls
+  std::string layer;          // diff: a number from 1 or a digest prefix
+  bool long_format = false;   // ls -l
+  bool recursive = false;     // ls -R
+  bool json = false;
+  bool bytes = false;         // -b: sizes in bytes
+};
+int RunInspect(const InspectArgs& args);
+
 // Reports `s` as one error line and returns the exit status for it.
 int Fail(const Status& s);
 

@@ -102,6 +102,40 @@ int main(int argc, char** argv) {
   bench->add_option("--passes", b.passes, "Times each path is looked up (default 3)")
       ->check(CLI::Range(1u, 100u));
 
+  // inspect, which, ls, diff: one argument struct, filled by whichever subcommand is given.
+  InspectArgs in;
+  auto add_output_flags = [&](CLI::App* cmd) {
+    cmd->add_flag("--json", in.json, "Print one JSON document (its shape is in the README)");
+    cmd->add_flag("-b,--bytes", in.bytes, "Sizes in bytes instead of K, M, G (1024-based)");
+  };
+  CLI::App* inspect = app.add_subcommand(
+      "inspect", "List IMAGE's layers, bottom to top: sizes, entries, whiteouts, and the bytes "
+                 "later layers hide");
+  AddImageOptions(inspect, &in.image);
+  add_output_flags(inspect);
+  CLI::App* which = app.add_subcommand(
+      "which", "Which layer serves PATH in IMAGE's merged view, and which lower layers also "
+               "have it or delete it");
+  AddImageOptions(which, &in.image);
+  which->add_option("PATH", in.path, "Path in the image")->required();
+  add_output_flags(which);
+  CLI::App* ls = app.add_subcommand("ls", "List PATH (default /) in IMAGE's merged view, as ls "
+                                          "-A would in a mount");
+  AddImageOptions(ls, &in.image);
+  ls->add_option("PATH", in.path, "Directory or file in the image (default /)");
+  ls->add_flag("-l", in.long_format,
+               "Long format: mode, links, owner, group, size, mtime (UTC), layer, name");
+  ls->add_flag("-R", in.recursive, "List directories below PATH too");
+  add_output_flags(ls);
+  CLI::App* diff = app.add_subcommand(
+      "diff", "What layer N of IMAGE adds, changes and deletes relative to the layers below it");
+  AddImageOptions(diff, &in.image);
+  diff->add_option("N", in.layer,
+                   "Layer number, 1 for the bottom layer (as in `layerfs inspect`), or a prefix "
+                   "of the layer's digest or diff_id")
+      ->required();
+  add_output_flags(diff);
+
   std::string umount_point;
   bool lazy = false;
   CLI::App* umount = app.add_subcommand("umount", "Unmount a layerfs mount");
@@ -124,6 +158,13 @@ int main(int argc, char** argv) {
   if (mount->parsed()) return RunMount(m);
   if (bench->parsed()) return RunBench(b);
   if (commit->parsed()) return RunCommit(c);
+  if (inspect->parsed() || which->parsed() || ls->parsed() || diff->parsed()) {
+    in.command = inspect->parsed() ? InspectArgs::Command::kInspect
+                 : which->parsed() ? InspectArgs::Command::kWhich
+                 : ls->parsed()    ? InspectArgs::Command::kLs
+                                   : InspectArgs::Command::kDiff;
+    return RunInspect(in);
+  }
   if (umount->parsed()) {
     Status s = Unmount(umount_point, lazy);
     if (!s.ok()) {

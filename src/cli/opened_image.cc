@@ -4,7 +4,7 @@
 
 namespace layerfs {
 
-Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args) {
+Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args, IndexProgress progress) {
   const auto start = Clock::now();
   auto opened = std::make_unique<OpenedImage>();
   LoadOptions load;
@@ -14,6 +14,7 @@ Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args) {
   LogDebug("manifests read: {:.1f} ms", MsSince(start));
 
   LayerStore store(args.cache.empty() ? LayerStore::DefaultDir() : args.cache);
+  store.set_progress(std::move(progress));
   LAYERFS_ASSIGN_OR_RETURN(opened->layers, store.LoadAll(opened->spec.layers, 0, &opened->stats));
   LogDebug("layers loaded: {:.1f} ms", MsSince(start));
   for (const Layer& l : opened->layers) {

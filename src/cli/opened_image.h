@@ -31,8 +31,10 @@ struct OpenedImage {
   double ms_to_open = 0;  // from the start of Open() until the tree was built
 };
 
-// Opens the image, logging warnings about skipped entries and timings (at -vv).
-Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args);
+// Opens the image, logging warnings about skipped entries and timings (at -vv). `progress`, if
+// set, hears about layers being indexed (see LayerStore::set_progress).
+Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args,
+                                               IndexProgress progress = nullptr);
 
 using Clock = std::chrono::steady_clock;
 inline double MsSince(Clock::time_point start) {

@@ -198,6 +198,9 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   options.blob_hash = &blob_hash;
   options.tar_hash = compressed ? &tar_hash : &blob_hash;
   options.copy_fd = compressed ? copy->fd() : -1;
+  if (progress_) {
+    options.progress = [&](uint64_t done) { progress_(spec, done, spec.blob.length); };
+  }
   const int64_t since = NowNs();
   auto stats = ReadTar(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name,
                        options, [&](const TarEntry& e) { return builder.Add(e); });

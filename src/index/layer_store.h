@@ -41,6 +41,11 @@ struct StoreStats {
   uint64_t bytes_read = 0;
 };
 
+// Reports how far the indexing of a layer has come: bytes of its blob read so far, of `total`.
+// Called only for layers that are being indexed (not for those served from the cache), from the
+// threads that load them, so it must be thread-safe; a final call has done == total.
+using IndexProgress = std::function<void(const LayerSpec& spec, uint64_t done, uint64_t total)>;
+
 // A source file whose mtime or ctime is less than this older than the moment layerfs began reading
 // it gets no stamp: a write in the same timestamp tick as our read would leave both unchanged.
 // Timestamps on Linux filesystems are at least this fine (one jiffy, 1 to 10 ms, on kernels without
@@ -63,6 +68,9 @@ class LayerStore {
   Result<std::vector<Layer>> LoadAll(const std::vector<LayerSpec>& specs, unsigned threads = 0,
                                      StoreStats* stats = nullptr) const;
 
+  // Sets the progress callback of later loads (none by default).
+  void set_progress(IndexProgress progress) { progress_ = std::move(progress); }
+
   const std::string& dir() const { return dir_; }
   std::string IndexPath(const Digest& diff_id) const;
   std::string CopyPath(const Digest& diff_id) const;
@@ -80,6 +88,7 @@ class LayerStore {
                         uint64_t length) const;
 
   std::string dir_;
+  IndexProgress progress_;
 };
 
 }  // namespace layerfs

@@ -49,6 +49,7 @@ struct FileSource {
   uint64_t end;
   Sha256* hash;
   std::string_view name;
+  const std::function<void(uint64_t)>* progress = nullptr;
   std::unique_ptr<char[]> buf{new char[kReadBlock]};
   uint64_t consumed = 0;
   Status error;
@@ -74,6 +75,7 @@ struct FileSource {
     pos += static_cast<uint64_t>(n);
     consumed += static_cast<uint64_t>(n);
     if (hash != nullptr) hash->Update(buf.get(), static_cast<size_t>(n));
+    if (progress != nullptr && *progress) (*progress)(consumed);
     *out = buf.get();
     return n;
   }
@@ -250,7 +252,7 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
                              const TarReadOptions& options, const TarVisitor& visit) {
   ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length),
                   POSIX_FADV_SEQUENTIAL);
-  FileSource file{fd, offset, offset + length, options.blob_hash, name};
+  FileSource file{fd, offset, offset + length, options.blob_hash, name, &options.progress};
   TarStream stream{&file};
   stream.name = name;
   stream.copy_fd = options.copy_fd;

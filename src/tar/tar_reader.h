@@ -57,6 +57,9 @@ struct TarReadOptions {
   Sha256* blob_hash = nullptr;  // receives every byte of the blob as stored
   Sha256* tar_hash = nullptr;   // receives every byte of the uncompressed tar
   int copy_fd = -1;             // compressed blobs: the uncompressed tar is written here
+  // Called after each block of the blob is read, with the bytes of it read so far (progress
+  // reports for large layers). Runs on the reading thread.
+  std::function<void(uint64_t blob_bytes)> progress;
 };
 
 struct TarReadStats {

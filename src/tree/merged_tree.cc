@@ -51,17 +51,20 @@ uint32_t MergedTree::AddNode(uint32_t parent, const IndexEntry& e, uint16_t laye
   return id;
 }
 
-Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
-  if (layers.size() > 0xffff) return Status::Invalid("more than 65535 layers");
+Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers, size_t count) {
+  if (count > layers.size()) return Status::Invalid("more layers asked for than the image has");
+  if (count > 0xffff) return Status::Invalid("more than 65535 layers");
   MergedTree tree;
   tree.layers_ = &layers;
   // Sized for the largest layer; directories that every layer repeats would inflate a sum.
   size_t largest = 0;
-  for (const Layer& l : layers) largest = std::max<size_t>(largest, l.index.entry_count());
+  for (size_t l = 0; l < count; ++l) {
+    largest = std::max<size_t>(largest, layers[l].index.entry_count());
+  }
   tree.nodes_.reserve(largest);
   tree.table_.Reserve(largest);
 
-  const uint16_t top = static_cast<uint16_t>(layers.empty() ? 0 : layers.size() - 1);
+  const uint16_t top = static_cast<uint16_t>(count == 0 ? 0 : count - 1);
   tree.nodes_.push_back(Node{0, 0, kRootEntry, 0, top, kNodeDir, 0, 0});
   // Where lower layers stop contributing to node n, by layer position (-1: nowhere):
   //  - sealed: an opaque directory at that layer; lower layers add no children to n;
@@ -75,7 +78,7 @@ Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers) {
   std::vector<uint32_t> map;  // entry of the current layer -> node (kNoNode: hidden)
   std::vector<std::pair<uint32_t, uint32_t>> links;  // (node, layer) of hard-link nodes
 
-  for (size_t l = layers.size(); l-- > 0;) {
+  for (size_t l = count; l-- > 0;) {
     const LayerIndex& ix = layers[l].index;
     const uint16_t layer = static_cast<uint16_t>(l);
     if (cuts[kRoot].sealed > static_cast<int32_t>(l)) break;  // an opaque root hides all below
@@ -278,6 +281,11 @@ const IndexEntry& MergedTree::EntryOf(uint32_t n) const {
     return (*layers_)[link.layer].index.entry(link.entry);
   }
   return (*layers_)[node.layer].index.entry(node.entry);
+}
+
+uint32_t MergedTree::EntryIndexOf(uint32_t n) const {
+  const Node& node = nodes_[n];
+  return (node.flags & kNodeLinked) ? links_[node.extra].entry : node.entry;
 }
 
 uint32_t MergedTree::Nlink(uint32_t n) const {

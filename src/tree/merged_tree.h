@@ -46,7 +46,13 @@ class MergedTree {
   MergedTree& operator=(MergedTree&&) noexcept = default;
 
   // Builds the union of `layers` (bottom layer first). `layers` must outlive the tree.
-  static Result<MergedTree> Build(const std::vector<Layer>& layers);
+  static Result<MergedTree> Build(const std::vector<Layer>& layers) {
+    return Build(layers, layers.size());
+  }
+  // Builds the union of the bottom `count` layers, layers[0, count): the image as it was before
+  // the layers above were added (`layerfs diff`). Node layers are positions in `layers`.
+  // REQUIRES: 1 <= count <= layers.size()
+  static Result<MergedTree> Build(const std::vector<Layer>& layers, size_t count);
 
   uint32_t node_count() const { return static_cast<uint32_t>(nodes_.size()); }
   size_t visible_count() const { return visible_; }
@@ -72,6 +78,8 @@ class MergedTree {
   // The layer and entry that define n's metadata and content.
   uint32_t LayerOf(uint32_t n) const;
   const IndexEntry& EntryOf(uint32_t n) const;
+  // The index of EntryOf(n) in layer LayerOf(n): with it, the pair names n's content.
+  uint32_t EntryIndexOf(uint32_t n) const;
   const Layer& layer(uint32_t position) const { return (*layers_)[position]; }
   const std::vector<Layer>& layers() const { return *layers_; }
   uint32_t Nlink(uint32_t n) const;

@@ -130,6 +130,31 @@ TEST_CASE("store: the first Load indexes, a second is served from the cache", "[
   CHECK(second.label == image.layers[0].label);
 }
 
+TEST_CASE("store: the progress callback hears about indexing, up to the whole blob, not hits",
+          "[store]") {
+  OneLayer t("gzip");
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  auto record = [&](const LayerSpec&, uint64_t done, uint64_t total) {
+    calls.emplace_back(done, total);
+  };
+  {
+    ImageSpec image = MustLoadImage(t.image);
+    LayerStore store(t.cache);
+    store.set_progress(record);
+    MustLoad(store, image.layers[0]);
+    REQUIRE_FALSE(calls.empty());
+    CHECK(calls.back().first == image.layers[0].blob.length);
+    for (auto [done, total] : calls) CHECK(done <= total);
+    CHECK(calls.back().second == image.layers[0].blob.length);
+  }
+  calls.clear();
+  ImageSpec image = MustLoadImage(t.image);
+  LayerStore store(t.cache);
+  store.set_progress(record);
+  CHECK_FALSE(MustLoad(store, image.layers[0]).indexed_now);
+  CHECK(calls.empty());
+}
+
 TEST_CASE("store: touching the blob makes the next Load verify it again, without re-indexing",
           "[store]") {
   OneLayer t;
