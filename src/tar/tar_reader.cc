@@ -314,7 +314,12 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
   archive_read_support_format_empty(tar.get());
   auto stream_error = [&](const std::string& what) -> Status {
     if (!stream.error.ok()) return stream.error;
-    return Status::Corrupt(std::string(name) + ": " + what + ArchiveError(tar.get()));
+    std::string why = ArchiveError(tar.get());
+    // libarchive refuses a PAX or GNU long-name header over 1 MiB before reading it.
+    if (why == "Special header too large") {
+      why += " (a PAX or GNU long-name header larger than 1 MiB)";
+    }
+    return Status::Corrupt(std::string(name) + ": " + what + why);
   };
   if (archive_read_open(tar.get(), &stream, nullptr, TarRead, nullptr) != ARCHIVE_OK) {
     return stream_error("not a tar archive: ");
