@@ -192,15 +192,35 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   // One builder per layer at a time, across threads and processes: a second one waits, then
   // takes what the first wrote. Without the lock, its copy renamed over the first one's would
   // change the ctime of the file the first process serves, which then fails its reads with EIO.
+  // A build that fails removes its lock file (the cache keeps nothing named after a bad layer),
+  // so a waiter that then gets the lock checks that its file is still the one in place.
   LAYERFS_RETURN_IF_ERROR(MakeDirs(dir_ + "/locks").WithContext("cache directory"));
   const std::string lock_path = dir_ + "/locks/" + key.hex();
-  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-  if (!lock) return Status::FromErrno(errno, lock_path);
-  while (::flock(lock.get(), LOCK_EX) != 0) {
-    if (errno != EINTR) return Status::FromErrno(errno, "lock " + lock_path);
+  UniqueFd lock;
+  for (;;) {
+    lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!lock) return Status::FromErrno(errno, lock_path);
+    while (::flock(lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return Status::FromErrno(errno, "lock " + lock_path);
+    }
+    struct stat held, named;
+    if (::fstat(lock.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      break;
+    }
   }
+  struct RemoveUnlessKept {
+    const std::string& path;
+    bool keep = false;
+    ~RemoveUnlessKept() {
+      if (!keep) ::unlink(path.c_str());
+    }
+  } lock_file{lock_path};
   LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> built_meanwhile, FromCache(spec, false));
-  if (built_meanwhile) return std::move(*built_meanwhile);
+  if (built_meanwhile) {
+    lock_file.keep = true;
+    return std::move(*built_meanwhile);
+  }
 
   std::optional<AtomicFile> copy;
   if (compressed) {
@@ -259,6 +279,7 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
         WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since));
   }
   LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::Open(index_path));
+  lock_file.keep = true;
   return layer;
 }
 
