@@ -521,7 +521,7 @@ def test_a_million_empty_files_in_one_directory(tmp_path, mounter):
     m.assert_healthy()
 
 
-def test_4096_nested_directories(tmp_path, mounter):
+def test_4096_nested_directories(tmp_path, mounter, request):
     """Each level one entry, 4096 deep (a PAX path of 8 KiB at the bottom): served, written to
     (the deepest file copied up with all its parents; its 8 KiB image path is more than an ext4
     xattr holds, so its content is copied at once) and committed."""
@@ -532,6 +532,8 @@ def test_4096_nested_directories(tmp_path, mounter):
     l.file("/".join(parts) + "/leaf", "bottom\n")
     image = layout_of(tmp_path, [l.close()])
     scratch = str(tmp_path / "scratch")
+    # Python's rmtree (pytest's clean-up of old temporary directories) recurses per level.
+    request.addfinalizer(lambda: subprocess.run(["rm", "-rf", scratch]))
     m = mounter.mount(image, writable=True, options=("--scratch", scratch))
     fd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -562,8 +564,6 @@ def test_4096_nested_directories(tmp_path, mounter):
         os.close(leaf)
     finally:
         os.close(fd)
-    # Python's rmtree (pytest's clean-up of old temporary directories) recurses per level.
-    subprocess.run(["rm", "-rf", os.path.join(scratch, "upper")], check=True)
 
 
 def test_the_same_path_ten_thousand_times(tmp_path, mounter):
