@@ -119,7 +119,8 @@ int TarIndex(const uint8_t* data, size_t size) {
   auto bytes = builder.Finish(Digest(), stats->tar_bytes);
   if (!bytes.ok()) return 0;
   auto index = LayerIndex::FromBytes(std::move(bytes).value());
-  if (!index.ok()) Fail("an index the builder wrote does not validate: " + index.status().message());
+  if (!index.ok())
+    Fail("an index the builder wrote does not validate: " + index.status().message());
   std::vector<Layer> layers(1);
   layers[0].index = std::move(index).value();
   layers[0].data_file = std::make_shared<UniqueFd>(
@@ -134,9 +135,9 @@ int LayerIndexBytes(const uint8_t* data, size_t size) {
     // The checksum would stop nearly every input at the first check: make it match.
     constexpr size_t kField = offsetof(IndexHeader, checksum);
     std::memset(bytes.data() + kField, 0, sizeof(uint64_t));
-    uint64_t sum = Hash64Concat(bytes.data(), sizeof(IndexHeader),
-                                bytes.data() + sizeof(IndexHeader),
-                                bytes.size() - sizeof(IndexHeader));
+    uint64_t sum =
+        Hash64Concat(bytes.data(), sizeof(IndexHeader), bytes.data() + sizeof(IndexHeader),
+                     bytes.size() - sizeof(IndexHeader));
     std::memcpy(bytes.data() + kField, &sum, sizeof(sum));
   }
   auto index = LayerIndex::FromBytes(std::move(bytes));
@@ -145,8 +146,8 @@ int LayerIndexBytes(const uint8_t* data, size_t size) {
   layers[0].index = std::move(index).value();
   // The tar the index describes: zeros of the size its header states (bounded), in memory.
   const uint64_t tar_size = std::min<uint64_t>(layers[0].index.tar_size(), 1 << 20);
-  layers[0].data_file = std::make_shared<UniqueFd>(MemFile(std::string(tar_size, '\0').data(),
-                                                           tar_size));
+  layers[0].data_file =
+      std::make_shared<UniqueFd>(MemFile(std::string(tar_size, '\0').data(), tar_size));
   Exercise(layers, false);
   return 0;
 }
@@ -166,7 +167,10 @@ std::string Header(std::string_view name, char type, size_t size) {
   std::snprintf(h.data() + 136, 12, "%011o", 1700000000);
   std::memset(h.data() + 148, ' ', 8);
   h[156] = type;
-  std::memcpy(h.data() + 257, "ustar\0" "00", 8);
+  std::memcpy(h.data() + 257,
+              "ustar\0"
+              "00",
+              8);
   unsigned sum = 0;
   for (unsigned char c : h) sum += c;
   std::snprintf(h.data() + 148, 8, "%06o", sum);
@@ -182,12 +186,11 @@ std::string Padded(std::string data) {
 struct TinyImage {
   std::string layer = Header("a", '0', 2) + Padded("A\n") + std::string(1024, '\0');
   Digest layer_digest = Sha256::Of(layer.data(), layer.size());
-  std::string config =
-      json{{"architecture", "amd64"},
-           {"os", "linux"},
-           {"rootfs", {{"type", "layers"}, {"diff_ids", {layer_digest.str()}}}},
-           {"history", {{{"created_by", "fuzz"}}}}}
-          .dump();
+  std::string config = json{{"architecture", "amd64"},
+                            {"os", "linux"},
+                            {"rootfs", {{"type", "layers"}, {"diff_ids", {layer_digest.str()}}}},
+                            {"history", {{{"created_by", "fuzz"}}}}}
+                           .dump();
 
   static json Descriptor(const char* type, const std::string& blob) {
     return {{"mediaType", type},
@@ -278,7 +281,8 @@ std::filesystem::path WriteImage(uint8_t mode, std::string_view doc) {
 // An uncompressed tar of the files (name, content), for mode 4.
 std::string TarOf(const std::vector<std::pair<std::string, std::string>>& files) {
   std::string out;
-  for (const auto& [name, content] : files) out += Header(name, '0', content.size()) + Padded(content);
+  for (const auto& [name, content] : files)
+    out += Header(name, '0', content.size()) + Padded(content);
   return out + std::string(1024, '\0');
 }
 
