@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a task needs, if any are missing.
-#   tools/deps.sh build|test|corpus|bench ...
+#   tools/deps.sh build|test|corpus|bench|fuzz ...
 set -euo pipefail
 
 build=(g++ meson ninja-build pkg-config fuse3 libfuse3-dev libarchive-dev libssl-dev libxxhash-dev
@@ -16,7 +16,8 @@ for set in "$@"; do
     test) want+=("${test[@]}") ;;
     corpus) want+=("${corpus[@]}") ;;
     bench) want+=("${bench[@]}") ;;
-    *) echo "tools/deps.sh: unknown package set '$set' (build, test, corpus, bench)" >&2; exit 2 ;;
+    fuzz) want+=("${fuzz[@]}") ;;
+    *) echo "tools/deps.sh: unknown package set '$set' (build, test, corpus, bench, fuzz)" >&2; exit 2 ;;
   esac
 done
 

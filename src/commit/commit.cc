@@ -60,14 +60,25 @@ class ScratchWalker {
  public:
   ScratchWalker(const MergedTree& tree, LayerWriter* writer) : tree_(tree), writer_(writer) {}
 
-  Status Dir(int fd, const std::string& rel) {
-    std::vector<std::string> names;
-    if (int err = ListNames(fd, &names)) {
-      return Status::FromErrno(err, Shown(rel) + ": cannot list");
-    }
-    std::sort(names.begin(), names.end());
-    for (const std::string& name : names) {
-      LAYERFS_RETURN_IF_ERROR(Entry(fd, rel, name));
+  // Depth first, each directory's names sorted, with a stack of open directories rather than
+  // recursion: a scratch directory may be thousands of levels deep.
+  Status Walk(int upper_fd) {
+    std::vector<Frame> stack;
+    LAYERFS_RETURN_IF_ERROR(Push(&stack, UniqueFd(), upper_fd, ""));
+    while (!stack.empty()) {
+      Frame& top = stack.back();
+      if (top.next == top.names.size()) {
+        stack.pop_back();
+        continue;
+      }
+      const std::string name = top.names[top.next++];
+      const std::string rel = top.rel;
+      UniqueFd sub;
+      LAYERFS_RETURN_IF_ERROR(Entry(top.fd, rel, name, &sub));
+      if (sub) {
+        const int fd = sub.get();
+        LAYERFS_RETURN_IF_ERROR(Push(&stack, std::move(sub), fd, Join(rel, name)));
+      }
     }
     return Status::Ok();
   }
@@ -82,12 +93,30 @@ class ScratchWalker {
     item.xattrs = std::move(*xattrs);
     if (auto over = ReadOverride(proc); over && S_ISDIR(over->mode)) Apply(*over, &item);
     LAYERFS_RETURN_IF_ERROR(Emit(item));
-    return Dir(upper_fd, "");
+    return Walk(upper_fd);
   }
 
   ScratchLayerStats stats;
 
  private:
+  struct Frame {
+    UniqueFd owned;  // the directory, unless it is the caller's (upper/)
+    int fd;
+    std::string rel;
+    std::vector<std::string> names;  // sorted
+    size_t next = 0;
+  };
+
+  static Status Push(std::vector<Frame>* stack, UniqueFd owned, int fd, std::string rel) {
+    std::vector<std::string> names;
+    if (int err = ListNames(fd, &names)) {
+      return Status::FromErrno(err, Shown(rel) + ": cannot list");
+    }
+    std::sort(names.begin(), names.end());
+    stack->push_back(Frame{std::move(owned), fd, std::move(rel), std::move(names)});
+    return Status::Ok();
+  }
+
   static std::string Join(const std::string& rel, const std::string& name) {
     return rel.empty() ? name : rel + "/" + name;
   }
@@ -117,7 +146,9 @@ class ScratchWalker {
     return writer_->Add(item);
   }
 
-  Status Entry(int dirfd, const std::string& rel, const std::string& name) {
+  // Emits the entry `name` of the directory `dirfd`; a directory is returned open in `subdir`,
+  // for the walk to list.
+  Status Entry(int dirfd, const std::string& rel, const std::string& name, UniqueFd* subdir) {
     const std::string path = Join(rel, name);
     ClassifiedName kind = ClassifyName(name);
     struct stat st;
@@ -163,7 +194,8 @@ class ScratchWalker {
         LAYERFS_RETURN_IF_ERROR(Emit(item));
         UniqueFd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub) return Status::FromErrno(errno, Shown(path));
-        return Dir(sub.get(), path);
+        *subdir = std::move(sub);
+        return Status::Ok();
       }
       case S_IFLNK: {
         std::string target(PATH_MAX, '\0');

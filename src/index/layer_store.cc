@@ -1,6 +1,7 @@
 #include "index/layer_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,6 +123,12 @@ Status LayerStore::WriteStamp(const Digest& digest, int fd, uint64_t offset, uin
 
 Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
   if (!spec.diff_id) return Status::Invalid(spec.label + ": the image config gives no diff_id");
+  LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> cached, FromCache(spec, true));
+  if (cached) return std::move(*cached);
+  return Build(spec);
+}
+
+Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool log) const {
   const Digest& key = *spec.diff_id;
   Layer layer;
   layer.label = spec.label;
@@ -152,7 +159,7 @@ Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
           Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
           if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
         }
-        return layer;
+        return std::optional<Layer>(std::move(layer));
       }
     } else {
       std::string copy_path = CopyPath(key);
@@ -164,13 +171,13 @@ Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
         layer.index = std::move(index).value();
         layer.data_file = std::make_shared<UniqueFd>(std::move(copy));
         layer.data_offset = 0;
-        return layer;
+        return std::optional<Layer>(std::move(layer));
       }
     }
-  } else if (!index.ok() && index.status().code() != ENOENT) {
+  } else if (log && !index.ok() && index.status().code() != ENOENT) {
     LogInfo("{}: cached index unusable ({}); rebuilding", spec.label, index.status().message());
   }
-  return Build(spec);
+  return std::optional<Layer>();
 }
 
 Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
@@ -181,6 +188,39 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
     if (!s.ok()) return s.WithContext("cache directory");
   }
   LAYERFS_RETURN_IF_ERROR(CheckWritableDir(dir_ + "/index/sha256").WithContext("cache directory"));
+
+  // One builder per layer at a time, across threads and processes: a second one waits, then
+  // takes what the first wrote. Without the lock, its copy renamed over the first one's would
+  // change the ctime of the file the first process serves, which then fails its reads with EIO.
+  // A build that fails removes its lock file (the cache keeps nothing named after a bad layer),
+  // so a waiter that then gets the lock checks that its file is still the one in place.
+  LAYERFS_RETURN_IF_ERROR(MakeDirs(dir_ + "/locks").WithContext("cache directory"));
+  const std::string lock_path = dir_ + "/locks/" + key.hex();
+  UniqueFd lock;
+  for (;;) {
+    lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!lock) return Status::FromErrno(errno, lock_path);
+    while (::flock(lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return Status::FromErrno(errno, "lock " + lock_path);
+    }
+    struct stat held, named;
+    if (::fstat(lock.get(), &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      break;
+    }
+  }
+  struct RemoveUnlessKept {
+    const std::string& path;
+    bool keep = false;
+    ~RemoveUnlessKept() {
+      if (!keep) ::unlink(path.c_str());
+    }
+  } lock_file{lock_path};
+  LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> built_meanwhile, FromCache(spec, false));
+  if (built_meanwhile) {
+    lock_file.keep = true;
+    return std::move(*built_meanwhile);
+  }
 
   std::optional<AtomicFile> copy;
   if (compressed) {
@@ -242,6 +282,7 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
         WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since));
   }
   LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::Open(index_path));
+  lock_file.keep = true;
   return layer;
 }
 

@@ -6,6 +6,7 @@
 //   blobs/sha256/<diff_id hex>.tar   uncompressed copy of a compressed layer
 //   verified/<16 hex>                stamp: "this file range was checked against this digest,
 //                                    when the file had this device, inode, size, mtime, ctime"
+//   locks/<diff_id hex>              flock()ed by the process building that layer
 // Every file is written under a temporary name and renamed into place once complete, so a crash
 // leaves either nothing or a whole file; an index or stamp that fails its checks is rebuilt.
 #ifndef LAYERFS_INDEX_LAYER_STORE_H_
@@ -13,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +78,10 @@ class LayerStore {
   std::string CopyPath(const Digest& diff_id) const;
 
  private:
+  // The layer from the cache, or nothing when it must be built; `log` says why a cached index
+  // is not used.
+  Result<std::optional<Layer>> FromCache(const LayerSpec& spec, bool log) const;
+  // Builds the layer's index (and copy), holding locks/<diff_id> so that one process does it.
   Result<Layer> Build(const LayerSpec& spec) const;
   bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
   // Records that the range was verified. `verified_since` (CLOCK_REALTIME ns, 0 for files only

@@ -246,6 +246,27 @@ Status DecodeEntry(archive_entry* e, uint64_t data_offset, TarEntry* out) {
   return Status::Ok();
 }
 
+// Whether the bytes an entry is served from lie within the data the tar stores for it: `extent`
+// bytes from its data offset (padding included). libarchive reports a sparse file whose map it
+// could not use as an ordinary file of the map's real size, and a map's runs are taken on trust;
+// either would make reads run into the headers and data of the entries that follow.
+Status CheckDataExtent(const TarEntry& e, uint64_t extent) {
+  if (e.type != TarEntryType::kRegular) return Status::Ok();
+  uint64_t total = 0;
+  if (e.is_sparse) {
+    for (const SparseRun& run : e.sparse) {
+      constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+      total = run.length > kMax - total ? kMax : total + run.length;
+    }
+  } else {
+    total = e.size;
+  }
+  if (total <= extent) return Status::Ok();
+  return Status::Corrupt(std::string(e.is_sparse ? "sparse map" : "size") + " needs " +
+                         std::to_string(total) + " bytes of data, the tar stores " +
+                         std::to_string(extent) + " for the entry");
+}
+
 }  // namespace
 
 Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::string_view name,
@@ -295,7 +316,12 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
   archive_read_support_format_empty(tar.get());
   auto stream_error = [&](const std::string& what) -> Status {
     if (!stream.error.ok()) return stream.error;
-    return Status::Corrupt(std::string(name) + ": " + what + ArchiveError(tar.get()));
+    std::string why = ArchiveError(tar.get());
+    // libarchive refuses a PAX or GNU long-name header over 1 MiB before reading it.
+    if (why == "Special header too large") {
+      why += " (a PAX or GNU long-name header larger than 1 MiB)";
+    }
+    return Status::Corrupt(std::string(name) + ": " + what + why);
   };
   if (archive_read_open(tar.get(), &stream, nullptr, TarRead, nullptr) != ARCHIVE_OK) {
     return stream_error("not a tar archive: ");
@@ -319,11 +345,21 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
     uint64_t data_offset = static_cast<uint64_t>(archive_filter_bytes(tar.get(), 0));
     entry.index = stats.entries++;
     Status s = DecodeEntry(e, data_offset, &entry);
-    if (!s.ok()) {
+    auto entry_context = [&] {
       const char* p = archive_entry_pathname(e);
-      return s.WithContext(std::string(name) + ": entry " + std::to_string(entry.index) + " \"" +
-                           Printable(p != nullptr ? p : "") + "\"");
+      return std::string(name) + ": entry " + std::to_string(entry.index) + " \"" +
+             Printable(p != nullptr ? p : "") + "\"";
+    };
+    if (!s.ok()) return s.WithContext(entry_context());
+    // Step over the entry's data now (the next header would), to learn where it ends.
+    r = archive_read_data_skip(tar.get());
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      return stream_error("corrupt or truncated tar in the data of entry " +
+                          std::to_string(entry.index) + " \"" + Printable(entry.path) + "\": ");
     }
+    const uint64_t data_end = static_cast<uint64_t>(archive_filter_bytes(tar.get(), 0));
+    s = CheckDataExtent(entry, data_end >= data_offset ? data_end - data_offset : 0);
+    if (!s.ok()) return s.WithContext(entry_context());
     last_path = entry.path;
     LAYERFS_RETURN_IF_ERROR(visit(entry));
   }

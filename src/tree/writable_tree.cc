@@ -437,18 +437,24 @@ int WritableTree::CopyUpOneName(Inode* in, Inode* parent, const std::string& nam
   mode_t upper_type = in->type;
   UniqueFd fd;
   int err = 0;
+  bool copy_data = with_data;
   switch (in->type) {
     case S_IFREG: {
       fd.reset(::openat(work, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
       if (!fd) return Errno();
-      if (with_data) {
+      if (!copy_data) {
+        // A metadata copy names its origin in an xattr. An origin that the scratch file system
+        // cannot hold as an xattr value (ext4: one block, so a path over ~4 KiB fails with
+        // ENOSPC), or that would not fit the PATH_MAX buffer it is read back into, gets its
+        // content copied instead.
+        std::string origin = tree_.PathOf(node);
+        copy_data = origin.size() >= PATH_MAX ||
+                    ::fsetxattr(fd.get(), kMetacopyXattr.data(), origin.data(), origin.size(),
+                                0) != 0;
+      }
+      if (copy_data) {
         err = CopyContent(node, fd.get());
         if (err == 0 && ::fdatasync(fd.get()) != 0) err = Errno();
-      } else {
-        std::string origin = tree_.PathOf(node);
-        if (::fsetxattr(fd.get(), kMetacopyXattr.data(), origin.data(), origin.size(), 0) != 0) {
-          err = Errno();
-        }
       }
       break;
     }
@@ -476,7 +482,7 @@ int WritableTree::CopyUpOneName(Inode* in, Inode* parent, const std::string& nam
   }
   in->upper = true;
   in->over = over;
-  in->metacopy.store(in->type == S_IFREG && !with_data, std::memory_order_release);
+  in->metacopy.store(in->type == S_IFREG && !copy_data, std::memory_order_release);
   in->names.push_back(Name{parent, name});
   parent->dir->entries[name] = in;
   return 0;

@@ -772,5 +772,50 @@ TEST_CASE("tar: a compressed layer whose content is not a tar is an error", "[ta
   CHECK_THAT(r.status().message(), Catch::Contains("test.tar"));
 }
 
+
+// A PAX extended header ('x') holding `records` (key, value), with correct record lengths.
+std::string PaxHeader(const std::vector<std::pair<std::string, std::string>>& records) {
+  std::string body;
+  for (const auto& [key, value] : records) {
+    std::string rest = " " + key + "=" + value + "\n";
+    size_t len = rest.size() + 1;
+    while (std::to_string(len).size() + rest.size() != len) ++len;
+    body += std::to_string(len) + rest;
+  }
+  return UstarHeader("PaxHeaders/x", 'x', body.size()) + PaddedData(body);
+}
+
+// A PAX 0.1 sparse file "s" of 2000 bytes storing "0123456789" under `map`, then a file "t".
+std::string SparseThenSecret(const std::string& map) {
+  return PaxHeader({{"GNU.sparse.major", "0"},
+                    {"GNU.sparse.minor", "1"},
+                    {"GNU.sparse.name", "s"},
+                    {"GNU.sparse.realsize", "2000"},
+                    {"GNU.sparse.map", map}}) +
+         UstarHeader("GNUSparseFile.0/s", '0', 10) + PaddedData("0123456789") +
+         UstarHeader("t", '0', 6) + PaddedData("SECRET") + kEndOfArchive;
+}
+
+TEST_CASE("tar: a sparse map libarchive cannot use is an error, not a file read from later entries",
+          "[tar]") {
+  // libarchive drops a map whose offset it cannot represent and reports a plain file of the real
+  // size, whose bytes would then be the headers and data of the entries after it.
+  for (const std::string map : {"9223372036854775000,10", "0,1500", "50,1000"}) {
+    INFO(map);
+    auto r = ReadEntries(SparseThenSecret(map));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == EIO);
+    CHECK_THAT(r.status().message(), Catch::Contains("entry 0 \"s\""));
+    CHECK_THAT(r.status().message(), Catch::Contains("the tar stores 512"));
+  }
+  // A map within the stored data reads as usual.
+  auto ok = ReadEntries(SparseThenSecret("0,5,100,5"));
+  INFO(ok.status().message());
+  REQUIRE(ok.ok());
+  REQUIRE(ok->size() == 2);
+  CHECK((*ok)[0].size == 2000);
+  CHECK((*ok)[0].sparse.size() == 2);
+}
+
 }  // namespace
 }  // namespace layerfs
