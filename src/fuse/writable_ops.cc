@@ -39,29 +39,27 @@ WritableTree::Caller CallerOf(fuse_req_t req) {
           o.gid_map.ToImage(ctx->gid).value_or(IdMap::kOverflowId)};
 }
 
-// Turns the owner of a chown into the image's ids, in place: 0, or EINVAL for an id the mount
-// does not map (as chown(2) answers for an id outside the caller's user namespace). Under
-// --owner=self every file shows as the caller's, so a chown to the caller changes nothing.
-int ChownToImage(const FsOptions& o, struct stat* attr, int* to_set) {
-  if (*to_set & FUSE_SET_ATTR_UID) {
-    if (o.uid_map.squashes() && o.uid_map.ToHost(0) == attr->st_uid) {
-      *to_set &= ~FUSE_SET_ATTR_UID;
-    } else if (auto id = o.uid_map.ToImage(attr->st_uid)) {
-      attr->st_uid = *id;
-    } else {
-      return EINVAL;
-    }
-  }
-  if (*to_set & FUSE_SET_ATTR_GID) {
-    if (o.gid_map.squashes() && o.gid_map.ToHost(0) == attr->st_gid) {
-      *to_set &= ~FUSE_SET_ATTR_GID;
-    } else if (auto id = o.gid_map.ToImage(attr->st_gid)) {
-      attr->st_gid = *id;
-    } else {
-      return EINVAL;
-    }
+// Turns one id of a chown (a uid or a gid, as `map` says) into the image's, in place: 0, or
+// EINVAL for an id the mount does not map (as chown(2) answers for an id outside the caller's
+// user namespace). Under --owner=self every file shows as the caller's, so a chown to the caller
+// changes nothing: `flag` is dropped from `to_set`.
+template <typename Id>
+int IdToImage(const IdMap& map, int flag, Id* id, int* to_set) {
+  if (!(*to_set & flag)) return 0;
+  if (map.squashes() && map.ToHost(0) == *id) {
+    *to_set &= ~flag;
+  } else if (auto image_id = map.ToImage(*id)) {
+    *id = *image_id;
+  } else {
+    return EINVAL;
   }
   return 0;
+}
+
+// The owner of a chown, in the image's ids.
+int ChownToImage(const FsOptions& o, struct stat* attr, int* to_set) {
+  if (int err = IdToImage(o.uid_map, FUSE_SET_ATTR_UID, &attr->st_uid, to_set)) return err;
+  return IdToImage(o.gid_map, FUSE_SET_ATTR_GID, &attr->st_gid, to_set);
 }
 
 fuse_entry_param EntryOf(const Filesystem& fs, const struct stat& st) {
