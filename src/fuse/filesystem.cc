@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <new>
+#include <utility>
 
 #include "base/log.h"
 
@@ -30,6 +31,22 @@ Filesystem::Filesystem(const MergedTree& tree, FsOptions options, WritableTree* 
       state.failed.store(true);
     }
   }
+}
+
+uint64_t Filesystem::AddDirList(std::unique_ptr<WritableTree::DirList> list) {
+  const uint64_t fh = reinterpret_cast<uintptr_t>(list.get());
+  std::lock_guard<std::mutex> lock(dir_lists_mu_);
+  dir_lists_.emplace(fh, std::move(list));
+  return fh;
+}
+
+void Filesystem::ReleaseDirList(uint64_t fh) {
+  std::unique_ptr<WritableTree::DirList> list;  // freed outside the lock
+  std::lock_guard<std::mutex> lock(dir_lists_mu_);
+  auto it = dir_lists_.find(fh);
+  if (it == dir_lists_.end()) return;
+  list = std::move(it->second);
+  dir_lists_.erase(it);
 }
 
 bool Filesystem::LayerIntact(uint32_t layer) {

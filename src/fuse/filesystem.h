@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "base/id_map.h"
 #include "blob/blob_range.h"
@@ -59,6 +61,15 @@ class Filesystem {
   // A layer whose file changed stays failed for the rest of the mount: its reads return EIO, as a
   // disk with a bad sector would, rather than bytes that may not be the verified ones.
   bool LayerIntact(uint32_t layer);
+  // Directory listings of a writable mount, held from OPENDIR to RELEASEDIR; the file handle is
+  // the listing's address. A connection can end without a RELEASEDIR for each open directory (a
+  // lazy unmount whose last close races the teardown); those listings go with the filesystem.
+  uint64_t AddDirList(std::unique_ptr<WritableTree::DirList> list);
+  static const WritableTree::DirList& DirListOf(uint64_t fh) {
+    return *reinterpret_cast<const WritableTree::DirList*>(fh);
+  }
+  void ReleaseDirList(uint64_t fh);
+
   uint64_t LookupCount(uint32_t node) const {
     return std::atomic_ref<uint64_t>(nlookup_.get()[node]).load(std::memory_order_relaxed);
   }
@@ -86,6 +97,8 @@ class Filesystem {
   std::unique_ptr<LayerState[]> layers_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
   std::unique_ptr<uint64_t, Free> nlookup_;
+  std::mutex dir_lists_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<WritableTree::DirList>> dir_lists_;
 };
 
 }  // namespace layerfs

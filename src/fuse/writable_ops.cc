@@ -266,12 +266,12 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "opendir", [&] {
     auto list = std::make_unique<DirList>();
     if (int err = Tree(req).OpenDir(ino, list.get())) return (void)fuse_reply_err(req, err);
-    fi->fh = reinterpret_cast<uintptr_t>(list.release());
+    fi->fh = Fs(req).AddDirList(std::move(list));
     // The kernel may keep the listing: it drops it itself when the directory changes through
     // this mount (the only way it can change).
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<DirList*>(fi->fh);
+    if (fuse_reply_open(req, fi) != 0) Fs(req).ReleaseDirList(fi->fh);
   });
 }
 
@@ -281,7 +281,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
              bool plus) {
   Filesystem& fs = Fs(req);
   WritableTree& tree = *fs.writable();
-  const DirList& list = *reinterpret_cast<DirList*>(fi->fh);
+  const DirList& list = Filesystem::DirListOf(fi->fh);
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
   std::vector<char> buf(size);
   size_t used = 0;
@@ -344,7 +344,7 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirList*>(fi->fh);
+  Fs(req).ReleaseDirList(fi->fh);
   fuse_reply_err(req, 0);
 }
 
