@@ -142,6 +142,20 @@ def wait_for(predicate, timeout, interval=0.02):
     return predicate()
 
 
+def sanitizer_reports(pid):
+    """What a sanitizer wrote about process `pid` to the files its log_path option names (a
+    sanitized daemon's own stderr may be gone); empty when there is none."""
+    text = ""
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"):
+        for option in os.environ.get(var, "").split(":"):
+            if option.startswith("log_path=") and pid and pid > 0:
+                path = "%s.%d" % (option[len("log_path="):], pid)
+                if os.path.exists(path):
+                    with open(path, errors="replace") as f:
+                        text += "\n%s report (%s):\n%s" % (var.split("_")[0], path, f.read())
+    return text
+
+
 class Mount:
     """A running layerfs mount: `proc` for a foreground (-f) mount started here, else the pid of
     the background daemon (-1 if none was found)."""
@@ -157,10 +171,11 @@ class Mount:
         return os.path.join(self.path, *parts)
 
     def log(self):
-        if self.log_path is None or not os.path.exists(self.log_path):
-            return ""
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        text = ""
+        if self.log_path is not None and os.path.exists(self.log_path):
+            with open(self.log_path, errors="replace") as f:
+                text = f.read()
+        return text + sanitizer_reports(self.pid)
 
     def alive(self):
         if self.proc is not None:
