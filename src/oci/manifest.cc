@@ -238,10 +238,15 @@ Status ReadConfig(const std::string& config, const std::string& name, ImageSpec*
   return Status::Ok();
 }
 
+// Messages number layers as `layerfs inspect` does: from 1, the bottom layer.
+std::string LayerName(size_t index, size_t count) {
+  return "layer " + std::to_string(index + 1) + " of " + std::to_string(count);
+}
+
 void LabelLayers(ImageSpec* image) {
   for (LayerSpec& layer : image->layers) {
     const std::optional<Digest>& d = layer.diff_id ? layer.diff_id : layer.blob_digest;
-    layer.label = "layer " + std::to_string(layer.index) +
+    layer.label = LayerName(layer.index, image->layers.size()) +
                   (d ? " (sha256:" + d->short_hex() + ")" : " (" + layer.path + ")");
   }
 }
@@ -334,7 +339,9 @@ Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::str
 
   for (LayerSpec& layer : image.layers) {
     auto blob = source->Open(layer.path);
-    if (!blob.ok()) return blob.status().WithContext("layer " + std::to_string(layer.index));
+    if (!blob.ok()) {
+      return blob.status().WithContext(LayerName(layer.index, image.layers.size()));
+    }
     layer.blob = std::move(blob).value();
     LAYERFS_ASSIGN_OR_RETURN(layer.compression, SniffCompression(layer.blob));
   }
@@ -482,15 +489,15 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
     layer.media_type = d.media_type;
     auto compression = LayerCompression(d.media_type);
     if (!compression.ok()) {
-      return compression.status().WithContext(manifest_name + ": layer " + std::to_string(i));
+      return compression.status().WithContext(manifest_name + ": " + LayerName(i, layers.size()));
     }
     layer.compression = *compression;
     layer.blob_digest = d.digest;
     auto blob = source->Open(layer.path);
-    if (!blob.ok()) return blob.status().WithContext("layer " + std::to_string(i));
+    if (!blob.ok()) return blob.status().WithContext(LayerName(i, layers.size()));
     layer.blob = std::move(blob).value();
     if (layer.blob.length != static_cast<uint64_t>(d.size)) {
-      return Status::Corrupt(layer.blob.name + ": layer " + std::to_string(i) + " is " +
+      return Status::Corrupt(layer.blob.name + ": " + LayerName(i, layers.size()) + " is " +
                              std::to_string(layer.blob.length) + " bytes, its descriptor says " +
                              std::to_string(d.size));
     }

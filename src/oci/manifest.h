@@ -30,7 +30,7 @@ struct LayerSpec {
   std::optional<Digest> blob_digest;  // digest of the blob as stored, when the image states it
   std::optional<Digest> diff_id;      // digest of the uncompressed tar (config rootfs.diff_ids)
   std::string created_by;             // the config's history line for this layer
-  std::string label;                  // how messages name the layer: "layer 2 (sha256:ab12…)"
+  std::string label;                  // how messages name the layer: "layer 2 of 5 (sha256:ab12…)", from 1 at the bottom
 };
 
 struct ImageSpec {

@@ -169,7 +169,7 @@ def test_truncated_layer_tar(dirs):
     os.truncate(layer, os.path.getsize(layer) // 2)
     hex_ = os.path.basename(layer)[:64]
     r = mount(d, dirs)
-    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(layer), "layer 0"],
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(layer), "layer 1 of"],
                          bad_layers=[hex_])
 
 
@@ -178,7 +178,7 @@ def test_truncated_oci_blob(dirs):
     blob = oci_layer_blob(d, 0)
     os.truncate(blob, os.path.getsize(blob) - 100)
     r = mount(d, dirs)
-    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(blob), "layer 0"],
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(blob), "layer 1 of"],
                          bad_layers=[os.path.basename(blob)])
 
 
@@ -189,7 +189,7 @@ def test_flipped_byte_is_a_digest_mismatch(dirs, form):
     hex_ = os.path.basename(layer)[:64]
     flip_byte_in_file_data(layer, "big/random.bin")
     r = mount(d, dirs)
-    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(layer), "layer 0", "digest"],
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(layer), "layer 1 of", "digest"],
                          bad_layers=[hex_])
 
 
@@ -200,7 +200,7 @@ def test_corrupt_gzip_layer(dirs):
         f.seek(os.path.getsize(blob) // 2)
         f.write(b"\xff" * 16)
     r = mount(d, dirs)
-    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(blob), "layer 1"],
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(blob), "layer 2 of"],
                          bad_layers=[os.path.basename(blob)])
 
 
@@ -212,7 +212,7 @@ def test_unsupported_layer_media_type(dirs):
     rewrite_oci_manifest(d, edit)
     r = mount(d, dirs)
     assert_fails_cleanly(r, dirs.mnt, dirs.cache,
-                         ["application/vnd.example.layer.v1.squashfs", "layer 1"])
+                         ["application/vnd.example.layer.v1.squashfs", "layer 2 of"])
 
 
 def test_unknown_ref(dirs, image):

@@ -183,7 +183,7 @@ def test_hostile_path_refuses_the_layer(case, tmp_path, outside):
     layer, mentions = REFUSED_PATHS[case]
     good = tar_of(member("good", data=b"good\n"))
     image = layout_of(tmp_path, [good, layer])
-    assert_refused(tmp_path, image, "layer 1", *mentions, bad_layer=layer)
+    assert_refused(tmp_path, image, "layer 2 of 2", *mentions, bad_layer=layer)
     outside.assert_untouched()
 
 
@@ -249,7 +249,7 @@ def test_a_pax_path_ending_in_slash_on_a_file_with_data_is_refused(tmp_path):
     """libarchive reads a regular-file header named "p/q/" as a directory, and its data then as
     the next header: the layer is refused (Go's reader, too, sees no valid header there)."""
     image = layout_of(tmp_path, [tar_of(member("x", data=b"x", pax={"path": "p/q/"}))])
-    assert_refused(tmp_path, image, "layer 0", 'after entry 0 "p/q/"')
+    assert_refused(tmp_path, image, "layer 1 of 1", 'after entry 0 "p/q/"')
 
 
 def test_names_and_paths_too_long_for_a_file_system(tmp_path, mounter):
@@ -409,7 +409,7 @@ MALFORMED = {
 def test_malformed_tar_refuses_the_layer(case, tmp_path):
     layer, mentions = MALFORMED[case]
     image = layout_of(tmp_path, [tar_of(member("good", data=b"good\n")), layer])
-    assert_refused(tmp_path, image, "layer 1", *mentions, bad_layer=layer)
+    assert_refused(tmp_path, image, "layer 2 of 2", *mentions, bad_layer=layer)
 
 
 def run_measured(*args):
@@ -450,7 +450,7 @@ def test_pax_header_of_hundreds_of_megabytes_is_refused_without_reading_it(tmp_p
     code, err, rss = run_measured("mount", str(d), str(mnt), "--cache", str(tmp_path / "cache"),
                                   "--read-only")
     assert code == 1, err
-    assert "layer 0" in err and "layer.tar" in err and "Special header too large" in err, err
+    assert "layer 1 of 1" in err and "layer.tar" in err and "Special header too large" in err, err
     assert "larger than 1 MiB" in err, err
     assert not is_mounted(str(mnt))
     # Reading the header would take its 200 MiB on top of the process's own size (about 10 MiB,

@@ -283,7 +283,7 @@ TEST_CASE("a blob the manifests name but the image lacks is refused", "[oci]") {
       Digest::Parse(image.manifest["config"]["digest"].get<std::string>()).value().hex();
   SECTION("a layer") {
     std::filesystem::remove(tmp.Sub(layer1));
-    int code = ExpectError(tmp.path(), {tmp.Sub(layer1), "No such file", "layer 1"});
+    int code = ExpectError(tmp.path(), {tmp.Sub(layer1), "No such file", "layer 2 of"});
     CHECK(code == ENOENT);
   }
   SECTION("the config") {
@@ -299,7 +299,7 @@ TEST_CASE("a blob the manifests name but the image lacks is refused", "[oci]") {
     json manifest = WriteDocker(docker.path());
     std::string layer = manifest[0]["Layers"][0].get<std::string>();
     std::filesystem::remove(docker.Sub(layer));
-    ExpectError(docker.path(), {docker.Sub(layer), "No such file", "layer 0"});
+    ExpectError(docker.path(), {docker.Sub(layer), "No such file", "layer 1 of"});
   }
   SECTION("a docker-save config") {
     TempDir docker;
@@ -355,14 +355,14 @@ TEST_CASE("a blob whose size differs from its descriptor is refused", "[oci]") {
   SECTION("a layer") {
     image.manifest["layers"][1]["size"] = image.tars[1].size() + 1;
     image.Write();
-    ExpectError(tmp.path(), {"layer 1", "is " + std::to_string(image.tars[1].size()) + " bytes",
+    ExpectError(tmp.path(), {"layer 2 of", "is " + std::to_string(image.tars[1].size()) + " bytes",
                              "descriptor says " + std::to_string(image.tars[1].size() + 1)});
   }
   SECTION("a layer blob cut short") {
     image.Write();
     std::string layer0 = "blobs/sha256/" + Sha256Of(image.tars[0]).hex();
     std::filesystem::resize_file(tmp.Sub(layer0), 100);
-    ExpectError(tmp.path(), {tmp.Sub(layer0), "layer 0", "is 100 bytes"});
+    ExpectError(tmp.path(), {tmp.Sub(layer0), "layer 1 of", "is 100 bytes"});
   }
   SECTION("the manifest") {
     image.Write();
@@ -384,7 +384,7 @@ TEST_CASE("an unsupported layer media type is refused, naming the type", "[oci]"
   OciImage image(tmp.path());
   image.manifest["layers"][1]["mediaType"] = type;
   std::string manifest_path = image.Write();
-  int code = ExpectError(tmp.path(), {tmp.Sub(manifest_path), "layer 1", "\"" + type + "\"",
+  int code = ExpectError(tmp.path(), {tmp.Sub(manifest_path), "layer 2 of", "\"" + type + "\"",
                                       "not a supported layer type"});
   CHECK(code == ENOTSUP);
 }
@@ -519,7 +519,7 @@ TEST_CASE("Layers and Config paths that leave the image are refused", "[oci]") {
     SECTION("a layer path " + label) {
       manifest[0]["Layers"][1] = bad;
       WriteFile(image_dir + "/manifest.json", manifest.dump());
-      int code = ExpectError(image_dir, {"layer 1", "points outside the image"});
+      int code = ExpectError(image_dir, {"layer 2 of", "points outside the image"});
       CHECK(code == EXDEV);
     }
     SECTION("the config path " + label) {
@@ -533,7 +533,7 @@ TEST_CASE("Layers and Config paths that leave the image are refused", "[oci]") {
       manifest[0]["Layers"][1] = bad;
       WriteFile(image_dir + "/manifest.json", manifest.dump());
       WriteFile(tmp.Sub("image.tar"), testing::TarOfDirectory(image_dir));
-      ExpectError(tmp.Sub("image.tar"), {tmp.Sub("image.tar"), "layer 1"});
+      ExpectError(tmp.Sub("image.tar"), {tmp.Sub("image.tar"), "layer 2 of"});
     }
   }
 }

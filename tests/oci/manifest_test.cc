@@ -61,7 +61,8 @@ void CheckLayers(const ImageSpec& image, const std::vector<std::string>& tars,
     CHECK(layer.compression == compression);
     CHECK(layer.created_by == "layer " + std::to_string(i));
     CHECK(ReadRange(layer.blob) == stored[i]);
-    CHECK_THAT(layer.label, Catch::StartsWith("layer " + std::to_string(i) + " (sha256:"));
+    CHECK_THAT(layer.label, Catch::StartsWith("layer " + std::to_string(i + 1) + " of " +
+                                              std::to_string(tars.size()) + " (sha256:"));
   }
 }
 
