@@ -1,5 +1,6 @@
 // layerfs commit: a scratch directory's changes as a new top layer of the image.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <string>
@@ -56,8 +57,10 @@ int RunCommit(const CommitArgs& args) {
 
   // The new layer's blob, beside OUT so that it can be renamed into place.
   const std::string layer_path = args.out + ".layer-" + std::to_string(::getpid());
+  RemoveStaleCommitFiles(args.out);
   UniqueFd fd(::open(layer_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd) return Fail(Status::FromErrno(errno, layer_path));
+  (void)::flock(fd.get(), LOCK_EX | LOCK_NB);  // see RemoveStaleCommitFiles
   auto cleanup = [&] { ::unlink(layer_path.c_str()); };
   auto writer = LayerWriter::Create(fd.get(), options.compression);
   if (!writer.ok()) {

@@ -1,6 +1,9 @@
 #include "commit/commit.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -10,6 +13,10 @@
 #include <ctime>
 #include <map>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -334,6 +341,59 @@ Result<ScratchLayerStats> WriteScratchLayer(int upper_fd, const MergedTree& tree
   return walker.stats;
 }
 
+int RemoveStaleCommitFiles(const std::string& out) {
+  const size_t slash = out.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash);
+  const std::string base = slash == std::string::npos ? out : out.substr(slash + 1);
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd) return 0;
+  DIR* d = ::fdopendir(::dup(dir_fd.get()));
+  if (d == nullptr) return 0;
+  std::vector<std::pair<std::string, bool>> candidates;  // name, is the image directory
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name.size() <= base.size() || name.substr(0, base.size()) != base) continue;
+    std::string_view rest = name.substr(base.size());
+    bool is_tmp;
+    if (rest.starts_with(".tmp-")) {
+      is_tmp = true;
+      rest.remove_prefix(5);
+    } else if (rest.starts_with(".layer-")) {
+      is_tmp = false;
+      rest.remove_prefix(7);
+    } else {
+      continue;
+    }
+    if (rest.empty() || rest.size() > 10 ||
+        rest.find_first_not_of("0123456789") != std::string_view::npos) {
+      continue;
+    }
+    const long pid = std::stol(std::string(rest));
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {
+      continue;  // its commit may still run
+    }
+    candidates.emplace_back(std::string(name), is_tmp);
+  }
+  ::closedir(d);
+  int removed = 0;
+  for (const auto& [name, is_tmp] : candidates) {
+    const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (is_tmp ? O_DIRECTORY : 0);
+    UniqueFd fd(::openat(dir_fd.get(), name.c_str(), flags));
+    if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0 || st.st_uid != ::geteuid()) continue;
+    if (is_tmp) {
+      if (!RemoveContents(fd.get(), dir + "/" + name).ok()) continue;
+      if (::unlinkat(dir_fd.get(), name.c_str(), AT_REMOVEDIR) != 0) continue;
+    } else if (!S_ISREG(st.st_mode) || ::unlinkat(dir_fd.get(), name.c_str(), 0) != 0) {
+      continue;
+    }
+    LogInfo("{}/{}: removed, left by a commit that did not finish", dir, name);
+    ++removed;
+  }
+  return removed;
+}
+
 Status WriteCommittedImage(const ImageSpec& base, const std::vector<Layer>& layers,
                            const std::string& layer_path, const WrittenLayer& written,
                            const CommitOptions& options, const std::string& out) {
@@ -343,6 +403,9 @@ Status WriteCommittedImage(const ImageSpec& base, const std::vector<Layer>& laye
   }
   const std::string tmp = fmt::format("{}.tmp-{}", out, ::getpid());
   if (::mkdir(tmp.c_str(), 0755) != 0) return Status::FromErrno(errno, tmp);
+  // Held until this process ends: RemoveStaleCommitFiles leaves a locked directory alone.
+  UniqueFd tmp_lock(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (tmp_lock) (void)::flock(tmp_lock.get(), LOCK_EX | LOCK_NB);
   auto write_all = [&]() -> Status {
     auto config = NewConfig(base, written, options);
     if (!config.ok()) return config.status();

@@ -43,6 +43,12 @@ Status WriteCommittedImage(const ImageSpec& base, const std::vector<Layer>& laye
                            const std::string& layer_path, const WrittenLayer& written,
                            const CommitOptions& options, const std::string& out);
 
+// A commit works beside `out`, in `out.layer-PID` (the new layer's blob) and `out.tmp-PID` (the
+// image being written), each flock'ed by its commit while in use. Removes those that a commit
+// killed before it finished left behind: ones whose process is gone and whose lock is free.
+// Returns how many it removed.
+int RemoveStaleCommitFiles(const std::string& out);
+
 }  // namespace layerfs
 
 #endif  // LAYERFS_COMMIT_COMMIT_H_

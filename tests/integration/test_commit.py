@@ -129,6 +129,58 @@ def test_committed_layer_holds_the_oci_whiteouts(image, mounter, tmp_path):
     assert config["history"][-1]["created_by"] == "layerfs commit"
 
 
+def dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_commit_removes_what_a_killed_commit_left_and_nothing_else(image, mounter, tmp_path):
+    import fcntl
+    src = image.form("oci")
+    scratch = str(tmp_path / "scratch")
+    m = mounter.mount(src, options=("--scratch", scratch), writable=True)
+    sh("echo changed > etc/shadowed", cwd=m.path)
+    assert not mounter.unmount(m)
+    out = str(tmp_path / "out")
+    dead = dead_pid()
+    stale = ["out.tmp-%d" % dead, "out.layer-%d" % dead]
+    os.makedirs(str(tmp_path / stale[0] / "blobs" / "sha256"))
+    with open(str(tmp_path / stale[0] / "blobs" / "sha256" / "partial"), "wb") as f:
+        f.write(b"x" * 4096)
+    with open(str(tmp_path / stale[1]), "wb") as f:
+        f.write(b"half a layer")
+    # Kept: a commit that still runs (its pid is alive), one whose lock is held (a commit in
+    # another pid namespace), one of another image, and names that only look alike.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    dead_but_locked = "out.tmp-%d" % dead_pid()
+    kept = ["out.tmp-%d" % sleeper.pid, "out.layer-%d" % sleeper.pid, dead_but_locked,
+            "other.tmp-%d" % dead, "out.tmp-%d.bak" % dead, "out.tmp-", "out.layer-x1"]
+    for name in kept:
+        if ".tmp-" in name:
+            os.makedirs(str(tmp_path / name))
+        else:
+            open(str(tmp_path / name), "wb").close()
+    lock = os.open(str(tmp_path / dead_but_locked), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = run_layerfs("-v", "commit", scratch, src, out, "--cache", m.cache, timeout=600)
+        assert r.returncode == 0, r.stderr
+    finally:
+        os.close(lock)
+        sleeper.kill()
+        sleeper.wait()
+    names = set(os.listdir(str(tmp_path)))
+    assert not names & set(stale), names
+    assert set(kept) <= names, names
+    for name in stale:
+        assert name in r.stderr and "did not finish" in r.stderr, r.stderr
+    c = mounter.mount(out)
+    with open(c.join("etc/shadowed")) as f:
+        assert f.read() == "changed\n"
+    assert not mounter.unmount(c)
+
+
 @pytest.mark.parametrize("case", ["not-a-scratch", "out-exists", "docker-gzip", "bad-format",
                                   "other-image"])
 def test_commit_refuses_bad_input(image, mounter, tmp_path, case):
