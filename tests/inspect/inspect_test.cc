@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/util/indexed_image.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
@@ -15,19 +16,10 @@ namespace {
 
 using testing::TarWriter;
 
-// Layers and the tree over all of them; the tree points at the layers, so neither moves.
-class Image {
+// The image of a test, with helpers to look into it.
+class Image : public testing::IndexedImage {
  public:
-  explicit Image(const std::vector<std::string>& tars) : layers_(testing::IndexLayers(tars)) {
-    auto tree = MergedTree::Build(layers_);
-    REQUIRE(tree.ok());
-    tree_ = std::move(tree).value();
-  }
-  Image(const Image&) = delete;
-  Image& operator=(const Image&) = delete;
-
-  const MergedTree& tree() const { return tree_; }
-  const std::vector<Layer>& layers() const { return layers_; }
+  using IndexedImage::IndexedImage;
 
   PathReport Which(const std::string& path) const {
     auto r = WhichLayers(tree_, path);
@@ -75,8 +67,6 @@ class Image {
   }
 
  private:
-  std::vector<Layer> layers_;
-  MergedTree tree_;
   MergedTree lower_;
   MergedTree upto_;
 };

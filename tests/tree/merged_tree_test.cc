@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "index/layer_reader.h"
+#include "tests/util/indexed_image.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
@@ -17,20 +18,10 @@ namespace {
 using testing::TarSpec;
 using testing::TarWriter;
 
-// Layers and the tree built over them. The tree keeps a pointer to the layer vector, so the
-// pair never moves.
-class Image {
+// The image of a test, with what a user of the mount sees of it.
+class Image : public testing::IndexedImage {
  public:
-  explicit Image(const std::vector<std::string>& tars) : layers_(testing::IndexLayers(tars)) {
-    auto tree = MergedTree::Build(layers_);
-    REQUIRE(tree.ok());
-    tree_ = std::move(tree).value();
-  }
-  Image(const Image&) = delete;
-  Image& operator=(const Image&) = delete;
-
-  const MergedTree& tree() const { return tree_; }
-  const std::vector<Layer>& layers() const { return layers_; }
+  using IndexedImage::IndexedImage;
 
   bool Has(const std::string& path) const { return tree_.LookupPath(path) != MergedTree::kNoNode; }
 
@@ -85,9 +76,6 @@ class Image {
       if (tree_.IsDir(c)) WalkFrom(c, path + "/", out);
     }
   }
-
-  std::vector<Layer> layers_;
-  MergedTree tree_;
 };
 
 using Names = std::vector<std::string>;
