@@ -238,6 +238,13 @@ Status ReadConfig(const std::string& config, const std::string& name, ImageSpec*
   return Status::Ok();
 }
 
+Status CheckLayerCount(const std::string& manifest_name, size_t count) {
+  if (count <= kMaxLayers) return Status::Ok();
+  return Status::Unsupported(manifest_name + ": lists " + std::to_string(count) +
+                             " layers; layerfs mounts images of at most " +
+                             std::to_string(kMaxLayers));
+}
+
 // Messages number layers as `layerfs inspect` does: from 1, the bottom layer.
 std::string LayerName(size_t index, size_t count) {
   return "layer " + std::to_string(index + 1) + " of " + std::to_string(count);
@@ -317,6 +324,7 @@ Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::str
 
   LAYERFS_ASSIGN_OR_RETURN(std::string config_path, chosen->GetString("Config"));
   LAYERFS_ASSIGN_OR_RETURN(auto layers, chosen->GetArray("Layers"));
+  LAYERFS_RETURN_IF_ERROR(CheckLayerCount(name, layers.size()));
   for (size_t i = 0; i < layers.size(); ++i) {
     LayerSpec layer;
     layer.index = i;
@@ -481,6 +489,7 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
   LAYERFS_ASSIGN_OR_RETURN(Doc config_doc, doc.Get("config"));
   LAYERFS_ASSIGN_OR_RETURN(Descriptor config_desc, ParseDescriptor(config_doc));
   LAYERFS_ASSIGN_OR_RETURN(auto layers, doc.GetArray("layers"));
+  LAYERFS_RETURN_IF_ERROR(CheckLayerCount(manifest_name, layers.size()));
   for (size_t i = 0; i < layers.size(); ++i) {
     LAYERFS_ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(layers[i]));
     LayerSpec layer;

@@ -30,8 +30,12 @@ struct LayerSpec {
   std::optional<Digest> blob_digest;  // digest of the blob as stored, when the image states it
   std::optional<Digest> diff_id;      // digest of the uncompressed tar (config rootfs.diff_ids)
   std::string created_by;             // the config's history line for this layer
-  std::string label;                  // how messages name the layer: "layer 2 of 5 (sha256:ab12…)", from 1 at the bottom
+  std::string label;  // how messages name the layer, from 1 at the bottom: "layer 2 of 5 (sha256:ab12…)"
 };
+
+// The most layers an image may have (the merged tree numbers layers in 16 bits). An image with
+// more is refused before any of its blobs is opened.
+inline constexpr size_t kMaxLayers = 65535;
 
 struct ImageSpec {
   std::string location;  // as the user named it

@@ -53,7 +53,7 @@ uint32_t MergedTree::AddNode(uint32_t parent, const IndexEntry& e, uint16_t laye
 
 Result<MergedTree> MergedTree::Build(const std::vector<Layer>& layers, size_t count) {
   if (count > layers.size()) return Status::Invalid("more layers asked for than the image has");
-  if (count > 0xffff) return Status::Invalid("more than 65535 layers");
+  if (count > kMaxLayers) return Status::Invalid("more than " + std::to_string(kMaxLayers) + " layers");
   MergedTree tree;
   tree.layers_ = &layers;
   // Sized for the largest layer; directories that every layer repeats would inflate a sum.

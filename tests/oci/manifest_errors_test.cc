@@ -349,6 +349,29 @@ TEST_CASE("a config or manifest whose bytes do not match its digest is refused",
   }
 }
 
+TEST_CASE("an image of more layers than layerfs numbers is refused before its blobs are opened",
+          "[oci]") {
+  TempDir tmp;
+  const std::string too_many = "lists " + std::to_string(kMaxLayers + 1) + " layers";
+  SECTION("docker-save") {
+    json manifest = WriteDocker(tmp.path());
+    json layer = manifest[0]["Layers"][0];
+    manifest[0]["Layers"] = json::array();
+    for (size_t i = 0; i <= kMaxLayers; ++i) manifest[0]["Layers"].push_back(layer);
+    WriteFile(tmp.Sub("manifest.json"), manifest.dump());
+    int code = ExpectError(tmp.path(), {tmp.Sub("manifest.json"), too_many, "at most 65535"});
+    CHECK(code == ENOTSUP);
+  }
+  SECTION("OCI") {
+    OciImage image(tmp.path());
+    json layer = image.manifest["layers"][0];
+    image.manifest["layers"] = json::array();
+    for (size_t i = 0; i <= kMaxLayers; ++i) image.manifest["layers"].push_back(layer);
+    image.Write();
+    ExpectError(tmp.path(), {too_many, "at most 65535"});
+  }
+}
+
 TEST_CASE("a blob whose size differs from its descriptor is refused", "[oci]") {
   TempDir tmp;
   OciImage image(tmp.path());
