@@ -5,7 +5,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 
@@ -77,6 +76,16 @@ def commit(scratch, image, cache, out, *extra):
     return out
 
 
+def scratch_changed_by(mounter, src, tmp_path, cmd):
+    """Mounts `src` writable on a new scratch directory, runs the shell command `cmd` in it and
+    unmounts; returns the scratch directory and the mount's cache."""
+    scratch = str(tmp_path / "scratch")
+    m = mounter.mount(src, options=("--scratch", scratch), writable=True)
+    sh(cmd, cwd=m.path)
+    assert not mounter.unmount(m)
+    return scratch, m.cache
+
+
 def test_commit_round_trip(image, mounter, tmp_path):
     src = image.form("oci")
     scratch = str(tmp_path / "scratch")
@@ -107,11 +116,8 @@ def test_commit_round_trip(image, mounter, tmp_path):
 
 def test_committed_layer_holds_the_oci_whiteouts(image, mounter, tmp_path):
     src = image.form("docker-dir")
-    scratch = str(tmp_path / "scratch")
-    m = mounter.mount(src, options=("--scratch", scratch), writable=True)
-    sh("rm etc/shadowed && rm -rf opt && mkdir opt && touch opt/x", cwd=m.path)
-    assert not mounter.unmount(m)
-    out = commit(scratch, src, m.cache, str(tmp_path / "out"), "--compress", "none")
+    scratch, cache = scratch_changed_by(mounter, src, tmp_path, "rm etc/shadowed && rm -rf opt && mkdir opt && touch opt/x")
+    out = commit(scratch, src, cache, str(tmp_path / "out"), "--compress", "none")
     with open(os.path.join(out, "index.json")) as f:
         index = json.load(f)
     with open(os.path.join(out, "blobs", *index["manifests"][0]["digest"].split(":"))) as f:
@@ -138,10 +144,7 @@ def dead_pid():
 def test_commit_removes_what_a_killed_commit_left_and_nothing_else(image, mounter, tmp_path):
     import fcntl
     src = image.form("oci")
-    scratch = str(tmp_path / "scratch")
-    m = mounter.mount(src, options=("--scratch", scratch), writable=True)
-    sh("echo changed > etc/shadowed", cwd=m.path)
-    assert not mounter.unmount(m)
+    scratch, cache = scratch_changed_by(mounter, src, tmp_path, "echo changed > etc/shadowed")
     out = str(tmp_path / "out")
     dead = dead_pid()
     stale = ["out.tmp-%d" % dead, "out.layer-%d" % dead]
@@ -164,7 +167,7 @@ def test_commit_removes_what_a_killed_commit_left_and_nothing_else(image, mounte
     lock = os.open(str(tmp_path / dead_but_locked), os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        r = run_layerfs("-v", "commit", scratch, src, out, "--cache", m.cache, timeout=600)
+        r = run_layerfs("-v", "commit", scratch, src, out, "--cache", cache, timeout=600)
         assert r.returncode == 0, r.stderr
     finally:
         os.close(lock)
@@ -185,12 +188,9 @@ def test_commit_removes_what_a_killed_commit_left_and_nothing_else(image, mounte
                                   "other-image"])
 def test_commit_refuses_bad_input(image, mounter, tmp_path, case):
     src = image.form("oci")
-    scratch = str(tmp_path / "scratch")
-    m = mounter.mount(src, options=("--scratch", scratch), writable=True)
-    sh("echo x > new", cwd=m.path)
-    assert not mounter.unmount(m)
+    scratch, cache = scratch_changed_by(mounter, src, tmp_path, "echo x > new")
     out = str(tmp_path / "out")
-    args = [scratch, src, out, "--cache", m.cache]
+    args = [scratch, src, out, "--cache", cache]
     if case == "not-a-scratch":
         os.makedirs(str(tmp_path / "plain"))
         args[0] = str(tmp_path / "plain")
