@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import (ASAN_BUILD, Mount, daemon_pids, is_mounted, layerfs_binary, require_fuse,
+from conftest import (Mount, daemon_pids, is_mounted, layerfs_binary, require_fuse,
                       wait_for)
 
 

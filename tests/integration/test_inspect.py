@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import make_image
-from conftest import fuse_mounts_under, layerfs_binary, require_fuse, Mounter
+from conftest import layerfs_binary, Mounter
 
 
 # --- a model of the merged view, from the layer tars alone ---------------------------------------

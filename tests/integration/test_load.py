@@ -15,7 +15,6 @@ import mmap
 import multiprocessing
 import os
 import random
-import shutil
 import subprocess
 import tarfile
 import time
