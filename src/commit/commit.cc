@@ -342,9 +342,8 @@ Result<ScratchLayerStats> WriteScratchLayer(int upper_fd, const MergedTree& tree
 }
 
 int RemoveStaleCommitFiles(const std::string& out) {
-  const size_t slash = out.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash);
-  const std::string base = slash == std::string::npos ? out : out.substr(slash + 1);
+  const auto [parent, base] = SplitParent(out);
+  const std::string dir = !parent.empty() ? std::string(parent) : out.starts_with('/') ? "/" : ".";
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir_fd) return 0;
   DIR* d = ::fdopendir(::dup(dir_fd.get()));
