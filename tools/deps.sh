@@ -8,6 +8,7 @@ build=(g++ meson ninja-build pkg-config fuse3 libfuse3-dev libarchive-dev libssl
 test=(python3 python3-pytest umoci attr zstd tar procps)
 corpus=(mmdebstrap buildah podman skopeo umoci crun attr python3 uidmap)
 bench=(fuse-overlayfs hyperfine fio python3 python3-matplotlib time)
+fuzz=(clang libclang-rt-14-dev)
 
 want=()
 for set in "$@"; do

@@ -15,7 +15,6 @@ import os
 import stat
 import subprocess
 import tarfile
-import time
 
 import pytest
 
@@ -98,10 +97,42 @@ def plain_image(tmp_path_factory):
     return os.path.join(make_image.make_image(str(tmp_path_factory.mktemp("image"))), "oci")
 
 
+def _owned_files(skip):
+    """Every file and directory under / (and /dev/shm) this caller owns, outside `skip` and the
+    directories that hold a path of `skip`, with its inode and change times."""
+    me = os.getuid()
+    held = set()
+    for path in skip:
+        while path != "/":
+            path = os.path.dirname(path)
+            held.add(path)
+    owned = {}
+    for top in ["/dev/shm", "/"]:
+        for root, dirs, files in os.walk(top, onerror=lambda e: None):
+            dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                if path in held:
+                    continue  # holds the tests' directories, so changes with them
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if st.st_uid == me:
+                    owned[path] = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return owned
+
+
+def _skipped(tmp_path_factory):
+    return {"/proc", "/sys", "/dev", str(tmp_path_factory.getbasetemp())} | set(_fuse_mounts())
+
+
 @pytest.fixture(scope="module", autouse=True)
-def started():
-    """When this module's tests started: what they write must stay in their own directories."""
-    return time.time() - 1
+def started(tmp_path_factory):
+    """What this caller owned before this module's tests ran (whatever set the machine up, such
+    as the creation of the test user and its home, wrote it): what the tests write must stay in
+    their own directories."""
+    return _owned_files(_skipped(tmp_path_factory))
 
 
 def test_the_image_owners_show_as_the_image_gives_them(mounter, plain_image):
@@ -322,23 +353,8 @@ def _fuse_mounts():
 
 
 def test_nothing_written_outside_the_cache_scratch_and_mountpoint(started, tmp_path_factory):
-    """Runs last: every file this caller owns that changed while these tests ran is in the
-    tests' own directories (where their caches, scratch dirs and mountpoints are)."""
-    base = str(tmp_path_factory.getbasetemp())
-    me = os.getuid()
-    skip = {"/proc", "/sys", "/dev", base} | set(_fuse_mounts())
-    found = []
-    for top in ["/dev/shm", "/"]:
-        for root, dirs, files in os.walk(top, onerror=lambda e: None):
-            dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
-            for name in dirs + files:
-                path = os.path.join(root, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if base.startswith(path + "/"):
-                    continue  # holds the tests' directories
-                if st.st_uid == me and max(st.st_mtime, st.st_ctime) >= started:
-                    found.append(path)
+    """Runs last: every file this caller owns that appeared or changed while these tests ran is
+    in the tests' own directories (where their caches, scratch dirs and mountpoints are)."""
+    now = _owned_files(_skipped(tmp_path_factory))
+    found = sorted(path for path, stamp in now.items() if started.get(path) != stamp)
     assert not found, "written outside the tests' directories: %s" % found[:20]
