@@ -1,7 +1,6 @@
 #include "fuse/session.h"
 
 #include <fcntl.h>
-#include <sys/mount.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -19,47 +18,16 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "fuse/mount_table.h"
 #include "fuse/ops.h"
 
 namespace layerfs {
 namespace {
 
-// Mount points in /proc/self/mountinfo are octal-escaped (space is \040).
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (size_t k = 1; k <= 3; ++k) {
-        char c = s[i + k];
-        if (c < '0' || c > '7') ok = false;
-        v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out += static_cast<char>(v);
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
-// The "major:minor" device of the mount at `path`, or "" if nothing is mounted there. Read from
-// /proc/self/mountinfo, so that asking costs the mount nothing (a stat of a FUSE mount point
-// would wait for the daemon).
+// The "major:minor" device of the mount at `path`, or "" if nothing is mounted there.
 std::string MountDevice(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  std::string found;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    if (fields >> id >> parent >> dev >> root >> point && Unescape(point) == path) found = dev;
-  }
-  return found;  // the last one: the mount on top
+  std::optional<MountEntry> m = FindMount(path);
+  return m ? m->device : "";
 }
 
 bool IsMountPoint(const std::string& path) { return !MountDevice(path).empty(); }
@@ -390,31 +358,6 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
     return Status::Error(EIO, "FUSE session ended with an error (" + std::to_string(rc) + ")");
   }
   return Status::Ok();
-}
-
-Status Unmount(const std::string& mountpoint, bool lazy) {
-  if (::geteuid() == 0) {
-    if (::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) == 0) return Status::Ok();
-    if (errno != EPERM) return Status::FromErrno(errno, "unmount " + mountpoint);
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) return Status::FromErrno(errno, "fork");
-  if (pid == 0) {
-    if (lazy) {
-      ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", mountpoint.c_str(), nullptr);
-    } else {
-      ::execlp("fusermount3", "fusermount3", "-u", "--", mountpoint.c_str(), nullptr);
-    }
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    return Status::Error(ENOENT, "unmount " + mountpoint + ": fusermount3 not found");
-  }
-  return Status::Error(EIO, "unmount " + mountpoint + ": fusermount3 failed");
 }
 
 }  // namespace layerfs

@@ -43,7 +43,8 @@ Status CheckCanMount(const MountOptions& options);
 // is in place are returned; nothing is left mounted after an error.
 Status ServeMount(Filesystem* fs, const MountOptions& options);
 
-// Unmounts a layerfs (or any FUSE) mount: umount2 when privileged, else fusermount3 -u.
+// Unmounts a layerfs mount (and refuses any other mount, touching nothing): umount2 when
+// privileged, else fusermount3 -u. A busy mount is an EBUSY error that says so.
 Status Unmount(const std::string& mountpoint, bool lazy);
 
 }  // namespace layerfs
