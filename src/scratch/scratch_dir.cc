@@ -79,16 +79,70 @@ Result<ScratchDir> ScratchDir::CreateEphemeral(const std::vector<std::string>& l
   return dir;
 }
 
+namespace {
+
+// Whether the directory `root` describes itself as a scratch directory of the image whose
+// description is `want`: true if it does, false if it has no description; an error if it
+// describes something else.
+Result<bool> CheckDescription(int root, const std::string& path, const nlohmann::json& want) {
+  const std::string meta_path = path + "/" + kMetaName;
+  UniqueFd meta(::openat(root, kMetaName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!meta && errno == ENOENT) return false;
+  if (!meta) return Errno("cannot open " + std::string(kMetaName), path);
+  auto text = ReadSmallFile(meta_path, 1 << 20);
+  if (!text.ok()) return text.status();
+  nlohmann::json have = nlohmann::json::parse(*text, nullptr, false);
+  if (have.is_discarded() || !have.is_object() || !have.contains("format")) {
+    return Status::Invalid(fmt::format("{}: not a layerfs scratch description", meta_path));
+  }
+  if (have["format"] != kScratchFormat) {
+    return Status::Unsupported(fmt::format("{}: scratch format {} (this layerfs reads {})",
+                                           meta_path, have["format"].dump(), kScratchFormat));
+  }
+  if (have["layers"] != want["layers"]) {
+    return Status::Invalid(fmt::format(
+        "{}: the scratch directory holds changes to another image; mount that image with it, "
+        "or use another --scratch directory", path));
+  }
+  return true;
+}
+
+// A directory without a description may become a scratch directory only when it is empty, or
+// holds only what an interrupted first mount made of one: never adopt someone else's files as
+// changes.
+Status CheckAdoptable(int root, const std::string& path) {
+  std::vector<std::string> names;
+  if (int err = ListNames(root, &names)) {
+    return Status::FromErrno(err, fmt::format("{}: cannot list", path));
+  }
+  for (const std::string& n : names) {
+    if (n == "lock" || n == "upper" || n == "work") continue;
+    return Status::Invalid(fmt::format(
+        "{}: not a layerfs scratch directory and not empty (it holds '{}')", path, n));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ScratchDir::Prepare(const std::vector<std::string>& layers, bool create) {
   const int root = root_.get();
-  // The lock first: a second mount must not even look at work/ while the first one uses it.
-  // Read-only: flock needs no more, and no descriptor open for writing keeps the scratch file
-  // system from being remounted read-only.
-  lock_.reset(::openat(root, "lock", O_RDONLY | (create ? O_CREAT : 0) | O_CLOEXEC | O_NOFOLLOW,
-                       0600));
-  if (!lock_ && errno == ENOENT && !create) {
-    return Status::NotFound(fmt::format("{}: not a layerfs scratch directory", path_));
+  // Nothing is written to a directory that is refused: first what it is, then the lock.
+  nlohmann::json want = {{"format", kScratchFormat}, {"layers", layers}};
+  auto described = CheckDescription(root, path_, want);
+  if (!described.ok()) return described.status();
+  if (!*described && !create) {
+    return Status::NotFound(fmt::format("{}: not a layerfs scratch directory (no {})", path_,
+                                        kMetaName));
   }
+  if (!*described) {
+    Status s = CheckAdoptable(root, path_);
+    if (!s.ok()) return s;
+  }
+  // The lock before anything else is looked at: a second mount must not even look at work/ while
+  // the first one uses it. Read-only: flock needs no more, and no descriptor open for writing
+  // keeps the scratch file system from being remounted read-only.
+  lock_.reset(::openat(root, "lock", O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock_) return Errno("cannot create its lock file", path_);
   // A mount just unmounted lets go of the lock when its daemon exits, a moment later.
   for (int tries = 0; ::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0; ++tries) {
@@ -102,45 +156,15 @@ Status ScratchDir::Prepare(const std::vector<std::string>& layers, bool create) 
     }
     return Errno("cannot lock", path_);
   }
-
-  nlohmann::json want = {{"format", kScratchFormat}, {"layers", layers}};
-  const std::string meta_path = path_ + "/" + kMetaName;
-  UniqueFd meta(::openat(root, kMetaName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (meta) {
-    auto text = ReadSmallFile(meta_path, 1 << 20);
-    if (!text.ok()) return text.status();
-    nlohmann::json have = nlohmann::json::parse(*text, nullptr, false);
-    if (have.is_discarded() || !have.is_object() || !have.contains("format")) {
-      return Status::Invalid(fmt::format("{}: not a layerfs scratch description", meta_path));
-    }
-    if (have["format"] != kScratchFormat) {
-      return Status::Unsupported(fmt::format("{}: scratch format {} (this layerfs reads {})",
-                                             meta_path, have["format"].dump(), kScratchFormat));
-    }
-    if (have["layers"] != want["layers"]) {
-      return Status::Invalid(fmt::format(
-          "{}: the scratch directory holds changes to another image; mount that image with it, "
-          "or use another --scratch directory", path_));
-    }
-  } else if (errno == ENOENT && !create) {
-    return Status::NotFound(fmt::format("{}: not a layerfs scratch directory (no {})", path_,
-                                        kMetaName));
-  } else if (errno == ENOENT) {
-    // A directory without the description must be empty (or hold only what we made so far):
-    // never adopt someone else's files as changes.
-    std::vector<std::string> names;
-    if (int err = ListNames(root, &names)) {
-      return Status::FromErrno(err, fmt::format("{}: cannot list", path_));
-    }
-    for (const std::string& n : names) {
-      if (n == "lock" || n == "upper" || n == "work") continue;
-      return Status::Invalid(fmt::format(
-          "{}: not a layerfs scratch directory and not empty (it holds '{}')", path_, n));
-    }
-    Status s = WriteFileAtomic(meta_path, want.dump(2) + "\n", 0644);
+  if (!*described) {
+    // Another mount may have made it a scratch directory while this one waited for the lock.
+    described = CheckDescription(root, path_, want);
+    if (!described.ok()) return described.status();
+  }
+  if (!*described) {
+    Status s = CheckAdoptable(root, path_);
+    if (s.ok()) s = WriteFileAtomic(path_ + "/" + kMetaName, want.dump(2) + "\n", 0644);
     if (!s.ok()) return s;
-  } else {
-    return Errno("cannot open " + std::string(kMetaName), path_);
   }
 
   auto upper = OpenSubdir(root, "upper", path_, &fresh_);
