@@ -55,6 +55,9 @@ struct InspectArgs {
 };
 int RunInspect(const InspectArgs& args);
 
+// What `layerfs --version` prints: this build, and the versions of the libraries it runs with.
+std::string VersionText();
+
 // Reports `s` as one error line and returns the exit status for it.
 int Fail(const Status& s);
 

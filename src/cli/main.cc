@@ -1,7 +1,9 @@
 // layerfs: mount a container image straight from its layer tars.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "cli/commands.h"
@@ -33,6 +35,27 @@ void AddImageOptions(CLI::App* cmd, ImageArgs* args) {
                   "OS/ARCH[/VARIANT] to pick from a multi-platform index (default: this host)");
 }
 
+constexpr const char* kUsage =
+    "usage: layerfs mount|umount|commit|inspect|which|ls|diff|bench ARGS... [--help]";
+
+// A command line that does not parse: one `layerfs: error:` line, exit status 2.
+int UsageError(const CLI::App& app, const CLI::ParseError& e) {
+  std::string command = "layerfs";
+  const CLI::App* at = &app;
+  while (true) {
+    std::vector<CLI::App*> parsed = at->get_subcommands();
+    if (parsed.empty()) break;
+    at = parsed.front();
+    command += " " + at->get_name();
+  }
+  std::string what = e.what();
+  if (at == &app && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+    what = "which command? " + std::string(kUsage);
+  }
+  LogError("{}: {} (see {} --help)", command, what, command);
+  return 2;
+}
+
 }  // namespace
 }  // namespace layerfs
 
@@ -40,9 +63,13 @@ int main(int argc, char** argv) {
   using namespace layerfs;
   InitArchiveLocale();
 
-  CLI::App app{"layerfs: mount a container image straight from its layer tars"};
+  CLI::App app{"layerfs: mount a container image straight from its layer tars\n\n" +
+               std::string(kUsage)};
+  app.name("layerfs");
   app.require_subcommand(1);
   app.fallthrough();  // -v and -q also after the subcommand
+  app.set_version_flag("--version", [] { return VersionText(); },
+                       "Print the version of layerfs and of the libraries it runs with");
   int verbosity = 0;
   app.add_flag("-v,--verbose", verbosity, "Say more (repeat for debug output)");
   bool quiet = false;
@@ -142,13 +169,30 @@ int main(int argc, char** argv) {
   umount->add_option("MOUNTPOINT", umount_point, "Mount point")->required();
   umount->add_flag("-z,--lazy", lazy, "Detach now, clean up when no longer busy");
 
+  // `layerfs help [COMMAND]` is `layerfs [COMMAND] --help`.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  if (!args.empty() && args.back() == "help") {
+    args.pop_back();
+    args.insert(args.begin(), "--help");
+  }
+  // The first word that is not a flag names the command (the top level's flags take no value).
+  for (auto it = args.rbegin(); it != args.rend(); ++it) {
+    if (it->empty() || (*it)[0] == '-') continue;
+    try {
+      app.get_subcommand(*it);
+    } catch (const CLI::OptionNotFound&) {
+      LogError("layerfs: unknown command '{}'; {} (see layerfs --help)", *it, kUsage);
+      return 2;
+    }
+    break;
+  }
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
+    app.parse(args);
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
+    return UsageError(app, e);
   }
   SetLogLevel(quiet            ? LogLevel::kError
               : verbosity >= 2 ? LogLevel::kDebug
