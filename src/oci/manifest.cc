@@ -100,10 +100,12 @@ struct Descriptor {
   int64_t size = 0;
   std::string ref_name;  // org.opencontainers.image.ref.name (or containerd's image name)
   std::string os, arch, variant;
+  std::string where;  // "index.json: manifests[0]": which descriptor of which file
 };
 
 Result<Descriptor> ParseDescriptor(const Doc& d) {
   Descriptor out;
+  out.where = d.Where();
   out.media_type = d.GetStringOr("mediaType", "");
   LAYERFS_ASSIGN_OR_RETURN(std::string digest, d.GetString("digest"));
   auto parsed = Digest::Parse(digest);
@@ -128,6 +130,13 @@ Result<Descriptor> ParseDescriptor(const Doc& d) {
 
 std::string BlobPath(const Digest& digest) { return "blobs/sha256/" + digest.hex(); }
 
+// A blob that a descriptor names and the image does not hold: which descriptor of which file.
+Status MissingBlob(const ImageSource& source, const Descriptor& desc, const std::string& what) {
+  return Status::NotFound(desc.where + " names the " + what + " " + desc.digest.str() +
+                          ", which the image does not hold (no " +
+                          source.Describe(BlobPath(desc.digest)) + ")");
+}
+
 // Reads a small blob named by a descriptor and checks its size and digest.
 Result<std::string> ReadVerifiedBlob(const ImageSource& source, const Descriptor& desc,
                                      const std::string& what) {
@@ -136,7 +145,10 @@ Result<std::string> ReadVerifiedBlob(const ImageSource& source, const Descriptor
                            std::to_string(desc.size) + " bytes)");
   }
   std::string path = BlobPath(desc.digest);
-  LAYERFS_ASSIGN_OR_RETURN(std::string data, source.ReadSmall(path, kMaxManifestBytes));
+  auto read = source.ReadSmall(path, kMaxManifestBytes);
+  if (!read.ok() && read.status().code() == ENOENT) return MissingBlob(source, desc, what);
+  if (!read.ok()) return read.status();
+  std::string data = std::move(read).value();
   if (data.size() != static_cast<uint64_t>(desc.size)) {
     return Status::Corrupt(source.Describe(path) + ": " + what + " is " +
                            std::to_string(data.size()) + " bytes, its descriptor says " +
@@ -191,6 +203,30 @@ std::string HostArch() {
   return m;  // ppc64le, s390x, riscv64 are spelt alike
 }
 
+// A platform as --platform spells it: OS/ARCH[/VARIANT]; by default this host's.
+struct Platform {
+  std::string os = "linux";
+  std::string arch = HostArch();
+  std::string variant;  // empty: any
+
+  static Platform Parse(const std::string& text) {
+    Platform p;
+    std::vector<std::string_view> parts = SplitPath(text);
+    if (parts.size() >= 1) p.os = parts[0];
+    if (parts.size() >= 2) p.arch = parts[1];
+    if (parts.size() >= 3) p.variant = parts[2];
+    return p;
+  }
+  bool Matches(const std::string& os_, const std::string& arch_, const std::string& variant_) const {
+    return os_ == os && arch_ == arch && (variant.empty() || variant_ == variant);
+  }
+};
+
+std::string PlatformName(const std::string& os, const std::string& arch,
+                         const std::string& variant) {
+  return os + "/" + arch + (variant.empty() ? "" : "/" + variant);
+}
+
 // Sniffs the compression of a docker-save layer, which has no media type.
 Result<Compression> SniffCompression(const BlobRange& blob) {
   unsigned char magic[4] = {};
@@ -207,9 +243,22 @@ Result<Compression> SniffCompression(const BlobRange& blob) {
 }
 
 // Reads config rootfs.diff_ids and the history lines of the layers (empty_layer ones skipped).
-Status ReadConfig(const std::string& config, const std::string& name, ImageSpec* image) {
+// Reads the image config: the layers' diff_ids and history. With an explicit `platform`, a config
+// that states another one is refused (a single-platform image has nothing else to offer).
+Status ReadConfig(const std::string& config, const std::string& name, const std::string& platform,
+                  ImageSpec* image) {
   LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(config, name));
   Doc doc(j, name);
+  auto field = [&j](const char* key) {
+    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
+  const std::string os = field("os"), arch = field("architecture"), variant = field("variant");
+  if (!platform.empty() && !os.empty() && !arch.empty() &&
+      !Platform::Parse(platform).Matches(os, arch, variant)) {
+    return Status::NotFound(name + ": no image for platform " + platform +
+                            " (--platform); the image is for " +
+                            Printable(PlatformName(os, arch, variant)) + " only");
+  }
   LAYERFS_ASSIGN_OR_RETURN(Doc rootfs, doc.Get("rootfs"));
   LAYERFS_ASSIGN_OR_RETURN(auto diff_ids, rootfs.GetArray("diff_ids"));
   if (diff_ids.size() != image->layers.size()) {
@@ -250,9 +299,11 @@ std::string LayerName(size_t index, size_t count) {
   return "layer " + std::to_string(index + 1) + " of " + std::to_string(count);
 }
 
+// A layer is named by its digest as stored (the blob's, as `layerfs inspect` lists it), which
+// for an uncompressed layer is its diff_id too.
 void LabelLayers(ImageSpec* image) {
   for (LayerSpec& layer : image->layers) {
-    const std::optional<Digest>& d = layer.diff_id ? layer.diff_id : layer.blob_digest;
+    const std::optional<Digest>& d = layer.blob_digest ? layer.blob_digest : layer.diff_id;
     layer.label = LayerName(layer.index, image->layers.size()) +
                   (d ? " (sha256:" + d->short_hex() + ")" : " (" + layer.path + ")");
   }
@@ -343,7 +394,7 @@ Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::str
       return Status::Corrupt(config_name + ": does not match the digest in its name");
     }
   }
-  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name, &image));
+  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name, options.platform, &image));
 
   for (LayerSpec& layer : image.layers) {
     auto blob = source->Open(layer.path);
@@ -358,14 +409,14 @@ Result<ImageSpec> LoadDocker(std::unique_ptr<ImageSource> source, const std::str
   return image;
 }
 
-std::string DescribeChoices(const std::vector<Descriptor>& descs) {
+std::string DescribeChoices(const std::vector<Descriptor>& descs, bool by_platform = false) {
   std::string out;
   for (const Descriptor& d : descs) {
     if (!out.empty()) out += ", ";
-    if (!d.ref_name.empty()) {
+    if (!d.ref_name.empty() && !(by_platform && !d.os.empty())) {
       out += d.ref_name;
     } else if (!d.os.empty()) {
-      out += d.os + "/" + d.arch + (d.variant.empty() ? "" : "/" + d.variant);
+      out += PlatformName(d.os, d.arch, d.variant);
     } else {
       out += "sha256:" + d.digest.short_hex();
     }
@@ -406,23 +457,15 @@ Result<Descriptor> SelectManifest(const ImageSource& source, const json& index,
   // The platform decides among several candidates; an explicit --platform also checks a single
   // one that states its platform.
   if (candidates.size() > 1 || (!options.platform.empty() && !candidates[0].os.empty())) {
-    std::string want_os = "linux", want_arch = HostArch(), want_variant;
-    if (!options.platform.empty()) {
-      std::vector<std::string_view> parts = SplitPath(options.platform);
-      if (parts.size() >= 1) want_os = parts[0];
-      if (parts.size() >= 2) want_arch = parts[1];
-      if (parts.size() >= 3) want_variant = parts[2];
-    }
+    const Platform want = Platform::Parse(options.platform);
     std::vector<Descriptor> matching;
     for (const Descriptor& d : candidates) {
-      if (d.os == want_os && d.arch == want_arch &&
-          (want_variant.empty() || d.variant == want_variant)) {
-        matching.push_back(d);
-      }
+      if (want.Matches(d.os, d.arch, d.variant)) matching.push_back(d);
     }
-    if (matching.empty() && candidates.size() == 1) {
-      return Status::NotFound(name + ": no manifest for platform " + options.platform + " (" +
-                              DescribeChoices(candidates) + ")");
+    if (matching.empty() && (candidates.size() == 1 || !options.platform.empty())) {
+      return Status::NotFound(name + ": no manifest for platform " + options.platform +
+                              " (--platform); the platforms it has: " +
+                              DescribeChoices(candidates, true));
     }
     if (matching.size() != 1) {
       return Status::Invalid(name + ": lists " + std::to_string(candidates.size()) +
@@ -503,6 +546,9 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
     layer.compression = *compression;
     layer.blob_digest = d.digest;
     auto blob = source->Open(layer.path);
+    if (!blob.ok() && blob.status().code() == ENOENT) {
+      return MissingBlob(*source, d, "blob of " + LayerName(i, layers.size()));
+    }
     if (!blob.ok()) return blob.status().WithContext(LayerName(i, layers.size()));
     layer.blob = std::move(blob).value();
     if (layer.blob.length != static_cast<uint64_t>(d.size)) {
@@ -514,7 +560,9 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
   }
   std::string config_name = source->Describe(BlobPath(config_desc.digest));
   LAYERFS_ASSIGN_OR_RETURN(std::string config, ReadVerifiedBlob(*source, config_desc, "config"));
-  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name, &image));
+  // A platform the index stated was checked there; one it did not state is checked in the config.
+  LAYERFS_RETURN_IF_ERROR(ReadConfig(config, config_name,
+                                     manifest_desc.os.empty() ? options.platform : "", &image));
   LabelLayers(&image);
   image.source = std::move(source);
   return image;

@@ -283,16 +283,21 @@ TEST_CASE("a blob the manifests name but the image lacks is refused", "[oci]") {
       Digest::Parse(image.manifest["config"]["digest"].get<std::string>()).value().hex();
   SECTION("a layer") {
     std::filesystem::remove(tmp.Sub(layer1));
-    int code = ExpectError(tmp.path(), {tmp.Sub(layer1), "No such file", "layer 2 of"});
+    // Which descriptor of which file names the blob that is not there.
+    int code = ExpectError(tmp.path(), {tmp.Sub(manifest_path) + ": layers[1] names the blob of "
+                                        "layer 2 of 2 sha256:",
+                                        "which the image does not hold", tmp.Sub(layer1)});
     CHECK(code == ENOENT);
   }
   SECTION("the config") {
     std::filesystem::remove(tmp.Sub(config));
-    ExpectError(tmp.path(), {tmp.Sub(config), "No such file"});
+    ExpectError(tmp.path(), {tmp.Sub(manifest_path) + ": config names the config sha256:",
+                             "which the image does not hold", tmp.Sub(config)});
   }
   SECTION("the manifest") {
     std::filesystem::remove(tmp.Sub(manifest_path));
-    ExpectError(tmp.path(), {tmp.Sub(manifest_path), "No such file"});
+    ExpectError(tmp.path(), {tmp.Sub("index.json") + ": manifests[0] names the manifest sha256:",
+                             "which the image does not hold", tmp.Sub(manifest_path)});
   }
   SECTION("a docker-save layer") {
     TempDir docker;

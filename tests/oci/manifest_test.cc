@@ -61,8 +61,9 @@ void CheckLayers(const ImageSpec& image, const std::vector<std::string>& tars,
     CHECK(layer.compression == compression);
     CHECK(layer.created_by == "layer " + std::to_string(i));
     CHECK(ReadRange(layer.blob) == stored[i]);
-    CHECK_THAT(layer.label, Catch::StartsWith("layer " + std::to_string(i + 1) + " of " +
-                                              std::to_string(tars.size()) + " (sha256:"));
+    // Named as `layerfs inspect` lists it: by the digest of the bytes stored.
+    CHECK(layer.label == "layer " + std::to_string(i + 1) + " of " + std::to_string(tars.size()) +
+                             " (sha256:" + Sha256Of(stored[i]).short_hex() + ")");
   }
 }
 
@@ -395,6 +396,19 @@ TEST_CASE("--platform checks a single manifest that states another platform", "[
   CHECK_THAT(wrong.status().message(),
              Catch::Contains("no manifest for platform linux/arm64") &&
                  Catch::Contains("linux/riscv64"));
+}
+
+TEST_CASE("--platform checks the config of an image whose index states no platform", "[oci]") {
+  TempDir tmp;
+  const std::string dir = tmp.path();
+  WriteLayoutIndex(dir, {PutManifest(dir, Named("only"))});  // its config: linux/amd64
+  CHECK(TopFile(Load(dir, {.platform = "linux/amd64"})) == Named("only")[0]);
+  auto wrong = LoadImage(dir, {.platform = "linux/arm64"});
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.status().code() == ENOENT);
+  CHECK_THAT(wrong.status().message(),
+             Catch::Contains("no image for platform linux/arm64 (--platform); the image is for "
+                             "linux/amd64 only"));
 }
 
 TEST_CASE("--ref matches references as registries spell them", "[oci]") {
