@@ -82,9 +82,14 @@ int RunCommit(const CommitArgs& args) {
                                  args.out);
   cleanup();
   if (!s.ok()) return Fail(s);
-  LogInfo("{}: {} layers + 1 ({}: {} entries, {} whiteouts, {} bytes as stored) in {:.0f} ms",
-          args.out, opened.layers.size(), written->diff_id.str(), stats->entries,
-          stats->whiteouts, written->blob_size, MsSince(start));
+  if (LogEnabled(LogLevel::kWarning)) {  // all but -q
+    fmt::print("{}: {} image, the {} layers of {} + layer {} {} ({} bytes{}): {} entries, {} of "
+               "them whiteouts, in {:.0f} ms\n",
+               args.out, args.format == "oci" ? "OCI" : "docker-save", opened.layers.size(),
+               args.image.image, opened.layers.size() + 1, written->blob_digest.str(),
+               written->blob_size, compress == "none" ? "" : ", " + compress, stats->entries,
+               stats->whiteouts, MsSince(start));
+  }
   return 0;
 }
 

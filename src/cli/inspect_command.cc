@@ -363,7 +363,7 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
                           {"file_bytes", total.file_bytes},
                           {"wasted_files", total.wasted_files},
                           {"wasted_bytes", total.wasted_bytes},
-                          {"visible_paths", image.tree.visible_count() - 1}}}});
+                          {"visible_paths", image.tree.visible_paths()}}}});
     return 0;
   }
 
@@ -375,7 +375,7 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
   fmt::print("{}: {} layer{}, {} ({} unpacked), {} paths; {} in {} file{} hidden by later "
              "layers\n\n",
              Printable(image.spec.location, 4096), stats.size(), stats.size() == 1 ? "" : "s",
-             words(total_size), words(total_tar), image.tree.visible_count() - 1,
+             words(total_size), words(total_tar), image.tree.visible_paths(),
              words(total.wasted_bytes), total.wasted_files, total.wasted_files == 1 ? "" : "s");
   Table table({{"#", true},
                {"DIGEST"},

@@ -1,13 +1,17 @@
 // layerfs mount: serve an image over FUSE.
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "cli/commands.h"
 #include "fuse/session.h"
 #include "scratch/scratch_dir.h"
@@ -28,6 +32,16 @@ std::vector<std::string> SplitCommas(const std::vector<std::string>& options) {
     }
   }
   return out;
+}
+
+// Mounting hides what the mount point holds, as mount(8) would; say so, as it does not.
+void WarnIfNotEmpty(const std::string& mountpoint) {
+  UniqueFd dir(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  std::vector<std::string> names;
+  if (!dir || ListNames(dir.get(), &names) != 0 || names.empty()) return;
+  LogWarning("mountpoint {} is not empty: what it holds ('{}'{}) is hidden while the image is "
+             "mounted on it", mountpoint, *std::min_element(names.begin(), names.end()),
+             names.size() > 1 ? fmt::format(" and {} more", names.size() - 1) : "");
 }
 
 }  // namespace
@@ -113,13 +127,14 @@ int RunMount(const MountArgs& args) {
   Status mp = CheckMountpoint(args.mountpoint);
   if (mp.ok()) mp = CheckCanMount(mount);
   if (!mp.ok()) return Fail(mp);
+  WarnIfNotEmpty(args.mountpoint);
 
   auto image = OpenImage(args.image);
   if (!image.ok()) return Fail(image.status());
   const OpenedImage& opened = **image;
   LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms",
           args.image.image, opened.layers.size(), opened.stats.layers_indexed,
-          opened.stats.layers_verified, opened.tree.visible_count(), MsSince(start));
+          opened.stats.layers_verified, opened.tree.visible_paths(), MsSince(start));
 
   // Indexing a large layer leaves freed heap behind; give it back before the daemon forks off with
   // a copy of this address space.

@@ -55,7 +55,10 @@ class MergedTree {
   static Result<MergedTree> Build(const std::vector<Layer>& layers, size_t count);
 
   uint32_t node_count() const { return static_cast<uint32_t>(nodes_.size()); }
+  // Nodes the mount shows, the root included (its inode count).
   size_t visible_count() const { return visible_; }
+  // Paths the mount shows below its root, as `layerfs inspect` and `mount -v` count them.
+  size_t visible_paths() const { return visible_ - 1; }
 
   // The child `name` of directory `dir`, or kNoNode.
   uint32_t Lookup(uint32_t dir, std::string_view name) const;

@@ -166,6 +166,7 @@ TEST_CASE("a whiteout never shows in Children", "[tree]") {
   CHECK_FALSE(image.Has("d/.wh.x"));
   // Every node reachable through Children() counts as visible; tombstones do not.
   CHECK(image.tree().visible_count() == 1 + image.Walk().size());
+  CHECK(image.tree().visible_paths() == image.Walk().size());
 }
 
 TEST_CASE("an opaque marker hides the lower directory's contents wherever it is in the tar",
