@@ -148,7 +148,22 @@ def test_oci_manifest_names_a_missing_blob(dirs):
     blob = oci_layer_blob(d, 2)
     os.unlink(blob)
     r = mount(d, dirs)
-    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [os.path.basename(blob), "No such file"])
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [": layers[2] names the blob of layer 3 of",
+                                                   "which the image does not hold",
+                                                   os.path.basename(blob)])
+
+
+def test_index_names_a_missing_manifest(dirs):
+    d = dirs.copy("oci-plain")
+    with open(os.path.join(d, "index.json")) as f:
+        index = json.load(f)
+    index["manifests"][0]["digest"] = "sha256:" + "be" * 31 + "ef"
+    with open(os.path.join(d, "index.json"), "w") as f:
+        json.dump(index, f)
+    r = mount(d, dirs)
+    assert_fails_cleanly(r, dirs.mnt, dirs.cache, [
+        "index.json: manifests[0] names the manifest sha256:" + "be" * 31 + "ef",
+        "which the image does not hold"])
 
 
 def test_docker_manifest_names_a_missing_layer(dirs):
