@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a task needs, if any are missing.
-#   tools/deps.sh build|test|corpus|bench|fuzz ...
+#   tools/deps.sh build|test|corpus|bench|fuzz|demo ...
 set -euo pipefail
 
 build=(g++ meson ninja-build pkg-config fuse3 libfuse3-dev libarchive-dev libssl-dev libxxhash-dev
@@ -9,6 +9,7 @@ test=(python3 python3-pytest umoci attr zstd tar procps)
 corpus=(mmdebstrap buildah podman skopeo umoci crun attr python3 uidmap)
 bench=(fuse-overlayfs hyperfine fio python3 python3-matplotlib time)
 fuzz=(clang libclang-rt-14-dev)
+demo=(busybox-static python3)
 
 want=()
 for set in "$@"; do
@@ -18,7 +19,8 @@ for set in "$@"; do
     corpus) want+=("${corpus[@]}") ;;
     bench) want+=("${bench[@]}") ;;
     fuzz) want+=("${fuzz[@]}") ;;
-    *) echo "tools/deps.sh: unknown package set '$set' (build, test, corpus, bench, fuzz)" >&2; exit 2 ;;
+    demo) want+=("${demo[@]}") ;;
+    *) echo "tools/deps.sh: unknown package set '$set' (build, test, corpus, bench, fuzz, demo)" >&2; exit 2 ;;
   esac
 done
 

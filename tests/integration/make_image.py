@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a small multi-layer container image that exercises every layer feature layerfs serves.
 
-    make_image.py OUT_DIR
+    make_image.py OUT_DIR [--shell STATIC_BUSYBOX]
 
 OUT_DIR receives the same image in every form `layerfs mount` reads:
     docker/      `docker save` directory: manifest.json, <config hex>.json, <diff_id hex>.tar
@@ -27,6 +27,7 @@ The output is byte-for-byte deterministic. Layer contents, bottom to top:
     3  third shadowing, implied parents, whiteout of a hard-link target, the root entry again,
        an in-layer hard link
     4  a directory replaced by a symlink and a symlink by a directory
+    5  with --shell only: bin/busybox and bin/sh, bin/ls, ... linked to it (the demo's image)
 """
 import gzip
 import hashlib
@@ -487,9 +488,31 @@ def layer_tars(gnu_sparse_as_pax=False):
     return [layer0(), layer1(gnu_sparse_as_pax), layer2(), layer3(), layer4()]
 
 
-def make_image(out):
+# What the demo image's shell layer links to busybox, so that `chroot MOUNTPOINT sh` works.
+SHELL_COMMANDS = ["sh", "ls", "cat", "echo", "stat", "find", "grep", "head", "id", "mkdir", "rm",
+                  "mv", "cp", "ln", "touch", "du", "df", "sed", "wc", "vi"]
+
+
+def shell_layer(busybox):
+    """A top layer with a static busybox as bin/busybox and bin/sh, bin/ls ... linked to it."""
+    l = Layer()
+    l.dir("bin/", mode=0o755)
+    with open(busybox, "rb") as f:
+        l.file("bin/busybox", f.read(), mode=0o755)
+    for name in SHELL_COMMANDS:
+        l.symlink("bin/" + name, "busybox")
+    return l.close()
+
+
+def make_image(out, busybox=None):
+    """Writes every form of the image to OUT; with `busybox` (a static busybox binary), one more
+    layer on top gives the image a shell."""
     layers = layer_tars()
-    config = config_json([sha256(data) for data in layers], HISTORY)
+    history = list(HISTORY)
+    if busybox:
+        layers.append(shell_layer(busybox))
+        history.append("a shell: busybox")
+    config = config_json([sha256(data) for data in layers], history)
     for sub in ("docker", "oci", "oci-plain", "oci-zstd"):
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
@@ -516,6 +539,6 @@ def write_layout(out, name, layers, how="plain"):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_image.py OUT_DIR")
-    make_image(sys.argv[1])
+    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4 and sys.argv[2] != "--shell"):
+        sys.exit("usage: make_image.py OUT_DIR [--shell STATIC_BUSYBOX]")
+    make_image(sys.argv[1], sys.argv[3] if len(sys.argv) == 4 else None)
