@@ -257,3 +257,15 @@ def test_commit_says_what_it_wrote(image, mounter, tmp_path):
     assert r.stdout.endswith(" ms\n") and len(whiteouts) == 1
     quiet = run_layerfs("-q", "commit", scratch, image.form("oci"), out + "2", "--cache", m.cache)
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_mounts_are_nosuid_nodev_unless_asked(image, mounter):
+    def options(m):
+        with open("/proc/self/mountinfo") as f:
+            line = next(l for l in f if l.split()[4] == m.path)
+        return set(line.split()[5].split(","))
+    m = mounter.mount(image.form("oci"))
+    assert {"nosuid", "nodev"} <= options(m)
+    if os.geteuid() == 0:
+        m = mounter.mount(image.form("oci"), options=["-o", "suid,dev"])
+        assert not {"nosuid", "nodev"} & options(m)
