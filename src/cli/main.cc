@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
                     "Mount options, comma-separated: ro (as --read-only), rw; uidmapping=IMAGE:HOST:COUNT[:...] and gidmapping=... (show image id IMAGE as host id HOST, COUNT ids on; ids outside show as 65534); owners=native|xattr (keep owners, modes and device nodes of changed files in the scratch directory itself, as root does by default, or in xattrs); timeout=SECONDS (kernel caching of "
                     "names and attributes, default 86400); readahead=KIB (as root, the "
                     "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
-                    "such as allow_other, allow_root, max_read=N")
+                    "such as allow_other, allow_root, max_read=N, and as root suid,dev (mounts are "
+                    "nosuid,nodev otherwise)")
       ->allow_extra_args(false);
   mount->add_option("--owner", m.owner,
                     "Who the files appear to belong to: image (the owners the image gives them, "
