@@ -88,6 +88,20 @@ int RunMount(const MountArgs& args) {
         return Fail(Status::Invalid("-o " + o + ": expected KiB (0 keeps the kernel's default)"));
       }
       mount.readahead_kb = static_cast<unsigned>(kb);
+    } else if (o.rfind("stats=", 0) == 0) {
+      // The daemon works from /, so the path is made absolute here.
+      std::string path = o.substr(6);
+      if (path.empty()) return Fail(Status::Invalid("-o stats=: expected a file to write"));
+      if (path[0] != '/') {
+        char* cwd = ::getcwd(nullptr, 0);
+        if (cwd != nullptr) path = std::string(cwd) + "/" + path;
+        std::free(cwd);
+      }
+      const std::string dir = path.substr(0, path.rfind('/') + 1);
+      if (::access(dir.c_str(), W_OK) != 0) {
+        return Fail(Status::FromErrno(errno, "-o " + o + ": cannot write in " + dir));
+      }
+      mount.stats_path = path;
     } else if (o.rfind("max_read=", 0) == 0) {
       char* end = nullptr;
       unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);

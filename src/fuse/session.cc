@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "fuse/mount_table.h"
 #include "fuse/ops.h"
+#include "fuse/request_stats.h"
 
 namespace layerfs {
 namespace {
@@ -313,7 +314,8 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   std::unique_ptr<fuse_session, SessionDeleter> se;
   {
     StderrCapture capture;
-    se.reset(fuse_session_new(&args, &LayerfsOps(fs->writable() != nullptr), sizeof(fuse_lowlevel_ops), fs));
+    const fuse_lowlevel_ops ops = CountedOps(LayerfsOps(fs->writable() != nullptr));
+    se.reset(fuse_session_new(&args, &ops, sizeof(ops), fs));
     fuse_opt_free_args(&args);
     std::string reason = capture.Finish();
     if (!se) return Status::Invalid(WithReason("FUSE refused the mount options", reason));
@@ -354,6 +356,10 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   }
   fuse_session_unmount(se.get());
   fuse_remove_signal_handlers(se.get());
+  if (!options.stats_path.empty()) {
+    Status written = WriteRequestStats(options.stats_path);
+    if (!written.ok()) LogWarning("request statistics not written: {}", written.message());
+  }
   if (rc != 0 && rc != SIGINT && rc != SIGTERM && rc != SIGHUP) {
     return Status::Error(EIO, "FUSE session ended with an error (" + std::to_string(rc) + ")");
   }

@@ -22,6 +22,9 @@ struct MountOptions {
   // 0 keeps the kernel's default of 128 KiB. Larger read-ahead means fewer, larger READ requests
   // for a file read front to back: the first read of a large file gets faster.
   unsigned readahead_kb = 1024;
+  // Where to write the counts of the requests served (JSON, see request_stats.h) when the mount
+  // ends; empty: nowhere.
+  std::string stats_path;
 };
 
 // Checks that `mountpoint` can be mounted on: an existing directory that is not already a mount

@@ -1,14 +1,18 @@
 """Background mounts (no -f): ready when the command returns, kept alive, and ended cleanly by
 SIGTERM or `layerfs umount`."""
+import errno
+import fcntl
+import json
 import os
 import signal
 import subprocess
+import termios
 import time
 
 import pytest
 
 from conftest import (Mount, daemon_pids, is_mounted, layerfs_binary, require_fuse,
-                      wait_for)
+                      run_layerfs, wait_for)
 
 
 def background_mount(mounter, image_path, *options):
@@ -98,3 +102,38 @@ def test_background_mount_exit_status_tells_the_truth(image, mounter):
         lines = r.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("layerfs: error: "), r.stderr
         assert not is_mounted(mnt)
+
+
+def test_stats_option_writes_the_requests_served_at_unmount(image, mounter, tmp_path):
+    stats = str(tmp_path / "stats.json")
+    m = mounter.mount(image.form("oci"), options=["-o", "stats=" + stats])
+    names = os.listdir(m.join("etc"))
+    fd = os.open(m.join("etc/hostname"), os.O_RDONLY)  # os.open: no isatty() of its own
+    try:
+        assert os.read(fd, 100)
+        with pytest.raises(OSError) as e:
+            fcntl.ioctl(fd, termios.TCGETS, bytes(64))  # what isatty() asks
+        assert e.value.errno == errno.ENOTTY
+    finally:
+        os.close(fd)
+    os.statvfs(m.path)
+    os.statvfs(m.path)
+    assert not os.path.exists(stats)  # written when the mount ends
+    assert not mounter.unmount(m)
+    with open(stats) as f:
+        out = json.load(f)
+    requests = out["requests"]
+    assert requests["STATFS"]["count"] >= 2
+    assert requests["IOCTL"]["count"] == 1
+    assert requests["READ"]["count"] >= 1 and requests["READDIRPLUS"]["count"] >= 1
+    assert "hostname" in names and requests["LOOKUP"]["count"] >= 1
+    assert out["total"]["count"] == sum(r["count"] for r in requests.values())
+    assert all(r["ns"] > 0 for r in requests.values())
+
+
+def test_stats_option_needs_a_writable_directory(image, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = run_layerfs("mount", image.form("oci"), str(mnt), "-o", "stats=/nonexistent/s.json")
+    assert r.returncode == 1 and r.stderr.startswith(
+        "layerfs: error: -o stats=/nonexistent/s.json: cannot write in /nonexistent/"), r.stderr
