@@ -2,6 +2,7 @@
 // layer (what an overlay without a merged index does), and through a real mount.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,10 +104,14 @@ std::vector<std::string> AllPaths(const MergedTree& tree) {
 
 struct MountResult {
   Summary lstat;
+  Summary statfs;  // the kernel sends every statfs to the daemon: one round trip, little work
   uint64_t files = 0;
   uint64_t bytes = 0;
   double read_seconds = 0;
 };
+
+// How many statfs calls time one FUSE round trip.
+constexpr size_t kRoundTrips = 2000;
 
 // Mounts the image with this same binary (in the background, returning once ready), lstats every
 // path and reads every regular file, then unmounts.
@@ -160,6 +165,9 @@ Result<MountResult> BenchMount(const BenchArgs& args, const OpenedImage& image,
     ++r.files;
   }
   r.read_seconds = static_cast<double>(NowNs() - t0) / 1e9;
+  struct statfs sfs;
+  r.statfs = TimeEach(std::vector<std::string>(kRoundTrips, mnt), 1, overhead,
+                      [&](const std::string& p) { ::statfs(p.c_str(), &sfs); });
   Status u = Unmount(mnt, false);
   if (!u.ok()) u = Unmount(mnt, true);
   ::rmdir(mnt.c_str());
@@ -217,6 +225,7 @@ int RunBench(const BenchArgs& args) {
                 {"layer_by_layer", stacked.ToJson()}};
     if (mounted) {
       out["mount"] = {{"lstat", mounted->lstat.ToJson()},
+                      {"round_trip", mounted->statfs.ToJson()},
                       {"read", {{"files", mounted->files},
                                 {"bytes", mounted->bytes},
                                 {"seconds", mounted->read_seconds}}}};
@@ -235,6 +244,7 @@ int RunBench(const BenchArgs& args) {
   row(fmt::format("layer by layer ({} layers, top first)", layers), stacked);
   if (mounted) {
     row("mount: lstat (fresh mount, no kernel cache)", mounted->lstat);
+    row("mount: statfs (one FUSE round trip)", mounted->statfs);
     double mb = static_cast<double>(mounted->bytes) / 1e6;
     fmt::print("\nmount: read every file: {} files, {:.1f} MB in {:.2f} s ({:.0f} MB/s)\n",
                mounted->files, mb, mounted->read_seconds,

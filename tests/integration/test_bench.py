@@ -39,6 +39,8 @@ def test_bench_mount_lstats_and_reads_through_fuse_and_unmounts(image, tmp_path)
                if os.path.isfile(os.path.join(image.rootfs, p))
                and not os.path.islink(os.path.join(image.rootfs, p))]
     assert out["mount"]["lstat"]["count"] == out["paths"]
+    round_trip = out["mount"]["round_trip"]  # statfs: one FUSE round trip each
+    assert round_trip["count"] == 2000 and 0 < round_trip["p50_ns"] <= round_trip["p99_ns"]
     assert out["mount"]["read"]["files"] == len(regular)
     assert out["mount"]["read"]["bytes"] == sum(
         os.path.getsize(os.path.join(image.rootfs, p)) for p in regular)
