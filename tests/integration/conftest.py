@@ -39,9 +39,11 @@ FORMS = {
 
 
 def _links_asan(path):
+    """gcc links AddressSanitizer's runtime as libasan.so; clang links it into the binary."""
     try:
         with open(path, "rb") as f:
-            return b"libasan.so" in f.read()
+            data = f.read()
+            return b"libasan.so" in data or b"__asan_init" in data
     except OSError:
         return False
 
