@@ -225,9 +225,7 @@ Result<std::unique_ptr<OpenedImage>> Open(const ImageArgs& args) {
 // --- shared formatting ---------------------------------------------------------------------------
 
 std::string ShortDigest(const LayerSpec& spec) {
-  if (spec.blob_digest) return spec.blob_digest->short_hex();
-  if (spec.diff_id) return spec.diff_id->short_hex();
-  return "-";
+  return spec.digest() ? spec.digest()->short_hex() : "-";
 }
 
 Json LayerJson(const OpenedImage& image, uint32_t position) {

@@ -249,10 +249,8 @@ Status ReadConfig(const std::string& config, const std::string& name, const std:
                   ImageSpec* image) {
   LAYERFS_ASSIGN_OR_RETURN(json j, ParseJson(config, name));
   Doc doc(j, name);
-  auto field = [&j](const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-  };
-  const std::string os = field("os"), arch = field("architecture"), variant = field("variant");
+  const std::string os = doc.GetStringOr("os", ""), arch = doc.GetStringOr("architecture", "");
+  const std::string variant = doc.GetStringOr("variant", "");
   if (!platform.empty() && !os.empty() && !arch.empty() &&
       !Platform::Parse(platform).Matches(os, arch, variant)) {
     return Status::NotFound(name + ": no image for platform " + platform +
@@ -299,11 +297,9 @@ std::string LayerName(size_t index, size_t count) {
   return "layer " + std::to_string(index + 1) + " of " + std::to_string(count);
 }
 
-// A layer is named by its digest as stored (the blob's, as `layerfs inspect` lists it), which
-// for an uncompressed layer is its diff_id too.
 void LabelLayers(ImageSpec* image) {
   for (LayerSpec& layer : image->layers) {
-    const std::optional<Digest>& d = layer.blob_digest ? layer.blob_digest : layer.diff_id;
+    const std::optional<Digest>& d = layer.digest();
     layer.label = LayerName(layer.index, image->layers.size()) +
                   (d ? " (sha256:" + d->short_hex() + ")" : " (" + layer.path + ")");
   }

@@ -31,6 +31,10 @@ struct LayerSpec {
   std::optional<Digest> diff_id;      // digest of the uncompressed tar (config rootfs.diff_ids)
   std::string created_by;             // the config's history line for this layer
   std::string label;  // how messages name the layer, from 1 at the bottom: "layer 2 of 5 (sha256:ab12…)"
+
+  // The digest the layer is named by, in messages and in `layerfs inspect`: the blob's as stored,
+  // else (docker-save layers, which state none) its diff_id, which is the same for a plain tar.
+  const std::optional<Digest>& digest() const { return blob_digest ? blob_digest : diff_id; }
 };
 
 // The most layers an image may have (the merged tree numbers layers in 16 bits). An image with
