@@ -58,7 +58,9 @@ Layer LayerFromPaths(const std::vector<std::string>& paths, size_t position) {
   if (!index.ok()) throw std::runtime_error(index.status().message());
   Layer layer;
   layer.index = std::move(index).value();
-  layer.data_file = std::make_shared<UniqueFd>(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  layer.data = FileSource::Open(std::make_shared<UniqueFd>(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+                                0, 0, "/dev/null")
+                   .value();
   layer.position = position;
   layer.label = "layer " + std::to_string(position);
   return layer;

@@ -15,7 +15,7 @@
 #include "blob/sha256.h"
 #include "index/index_builder.h"
 #include "index/layer_index.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "index/layer_store.h"
 #include "oci/manifest.h"
 #include "tar/tar_reader.h"
@@ -123,8 +123,11 @@ int TarIndex(const uint8_t* data, size_t size) {
     Fail("an index the builder wrote does not validate: " + index.status().message());
   std::vector<Layer> layers(1);
   layers[0].index = std::move(index).value();
-  layers[0].data_file = std::make_shared<UniqueFd>(
-      compression == Compression::kNone ? std::move(blob) : std::move(copy));
+  layers[0].data = FileSource::Open(std::make_shared<UniqueFd>(compression == Compression::kNone
+                                                                   ? std::move(blob)
+                                                                   : std::move(copy)),
+                                    0, layers[0].index.tar_size(), "fuzz.tar")
+                       .value();
   Exercise(layers, true);
   return 0;
 }
@@ -146,8 +149,11 @@ int LayerIndexBytes(const uint8_t* data, size_t size) {
   layers[0].index = std::move(index).value();
   // The tar the index describes: zeros of the size its header states (bounded), in memory.
   const uint64_t tar_size = std::min<uint64_t>(layers[0].index.tar_size(), 1 << 20);
-  layers[0].data_file =
-      std::make_shared<UniqueFd>(MemFile(std::string(tar_size, '\0').data(), tar_size));
+  layers[0].data =
+      FileSource::Open(
+          std::make_shared<UniqueFd>(MemFile(std::string(tar_size, '\0').data(), tar_size)), 0,
+          layers[0].index.tar_size(), "fuzz.tar")
+          .value();
   Exercise(layers, false);
   return 0;
 }

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/tar_writer.h"
 #include "tree/merged_tree.h"
 

@@ -11,7 +11,7 @@
 #include "bench/bench_util.h"
 #include "blob/sha256.h"
 #include "index/index_builder.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tar/tar_reader.h"
 #include "tests/util/tar_writer.h"
 
@@ -103,7 +103,7 @@ void BM_Read(benchmark::State& state) {
     layer->index = std::move(LayerIndex::FromBytes(std::move(builder.Finish(Digest(), tar.size))
                                                        .value()))
                        .value();
-    layer->data_file = tar.fd;
+    layer->data = FileSource::Open(tar.fd, 0, tar.size, "bench.tar").value();
   }
   std::vector<uint32_t> files;
   for (uint32_t i = 0; i < layer->index.entry_count(); ++i) {

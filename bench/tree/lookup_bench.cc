@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "bench/bench_util.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tree/layer_stack.h"
 #include "tree/merged_tree.h"
 

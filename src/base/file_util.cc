@@ -33,6 +33,19 @@ Status PreadFully(int fd, void* buf, size_t length, uint64_t offset, std::string
   return Status::Ok();
 }
 
+int PwriteFully(int fd, const void* buf, size_t length, uint64_t offset) {
+  const auto* p = static_cast<const char*>(buf);
+  while (length > 0) {
+    ssize_t n = ::pwrite(fd, p, length, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    p += n;
+    length -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return 0;
+}
+
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_size) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return Status::FromErrno(errno, path);
@@ -267,14 +280,7 @@ int CopyBytes(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return errno;
       if (n == 0) return EIO;
-      size_t done = 0;
-      while (done < static_cast<size_t>(n)) {
-        ssize_t w = ::pwrite(out, buf.data() + done, static_cast<size_t>(n) - done,
-                             static_cast<off_t>(out_offset + done));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return errno;
-        done += static_cast<size_t>(w);
-      }
+      if (int err = PwriteFully(out, buf.data(), static_cast<size_t>(n), out_offset)) return err;
     }
     in_offset += static_cast<uint64_t>(n);
     out_offset += static_cast<uint64_t>(n);

@@ -17,6 +17,9 @@ namespace layerfs {
 // Reads all of `fd` from `offset`, for at most `length` bytes, failing if the file holds fewer.
 Status PreadFully(int fd, void* buf, size_t length, uint64_t offset, std::string_view name);
 
+// Writes all of `buf` to `fd` at `offset`: 0 or an errno value.
+int PwriteFully(int fd, const void* buf, size_t length, uint64_t offset);
+
 // Reads a whole (small) file; a file larger than `max_size` is an error, so that a hostile
 // manifest cannot make layerfs allocate without bound.
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_size);

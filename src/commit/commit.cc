@@ -23,7 +23,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "blob/sha256.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "scratch/scratch_dir.h"
 #include "tar/whiteout.h"
 
@@ -292,13 +292,29 @@ std::string NowRfc3339() {
   return buf;
 }
 
-// Copies `length` bytes of `fd` at `offset` into the new file `path`.
-Status CopyToFile(int fd, uint64_t offset, uint64_t length, const std::string& path) {
+// Makes the new file `path`, has `fill` write it, and syncs it.
+template <typename Fill>
+Status WriteNewFile(const std::string& path, Fill&& fill) {
   UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!out) return Status::FromErrno(errno, path);
-  if (int err = CopyBytes(fd, offset, out.get(), 0, length)) return Status::FromErrno(err, path);
+  LAYERFS_RETURN_IF_ERROR(fill(out.get()));
   if (::fsync(out.get()) != 0) return Status::FromErrno(errno, path);
   return Status::Ok();
+}
+
+// Copies `length` bytes of `fd` at `offset` into the new file `path`.
+Status CopyToFile(int fd, uint64_t offset, uint64_t length, const std::string& path) {
+  return WriteNewFile(path, [&](int out) {
+    int err = CopyBytes(fd, offset, out, 0, length);
+    return err == 0 ? Status::Ok() : Status::FromErrno(err, path);
+  });
+}
+
+// Writes the uncompressed tar of `layer` into the new file `path`.
+Status CopyLayerTar(const Layer& layer, const std::string& path) {
+  return WriteNewFile(path, [&](int out) {
+    return CopySource(*layer.data, 0, layer.data->size(), out, 0).WithContext(path);
+  });
 }
 
 Status WriteJson(const std::string& path, const std::string& text) {
@@ -415,8 +431,7 @@ Status WriteCommittedImage(const ImageSpec& base, const std::vector<Layer>& laye
     if (options.format == ImageFormat::kDocker) {
       for (const Layer& l : layers) {
         std::string name = l.index.diff_id().hex() + ".tar";
-        LAYERFS_RETURN_IF_ERROR(CopyToFile(l.data_file->get(), l.data_offset, l.index.tar_size(),
-                                           tmp + "/" + name));
+        LAYERFS_RETURN_IF_ERROR(CopyLayerTar(l, tmp + "/" + name));
         layer_names.push_back(name);
       }
       std::string name = written.diff_id.hex() + ".tar";
@@ -453,8 +468,7 @@ Status WriteCommittedImage(const ImageSpec& base, const std::vector<Layer>& laye
       } else {
         std::string path = blobs + "/" + l.index.diff_id().hex();
         if (::lstat(path.c_str(), &st) != 0) {
-          LAYERFS_RETURN_IF_ERROR(
-              CopyToFile(l.data_file->get(), l.data_offset, l.index.tar_size(), path));
+          LAYERFS_RETURN_IF_ERROR(CopyLayerTar(l, path));
         }
         descriptors.push_back({{"mediaType", LayerMediaType(Compression::kNone)},
                                {"digest", l.index.diff_id().str()},

@@ -16,21 +16,6 @@ Filesystem::Filesystem(const MergedTree& tree, FsOptions options, WritableTree* 
       writable_(writable),
       nlookup_(static_cast<uint64_t*>(std::calloc(tree.node_count() + 1, sizeof(uint64_t)))) {
   if (!nlookup_) throw std::bad_alloc();
-  const auto& layers = tree.layers();
-  layers_.reset(new LayerState[layers.size()]);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    LayerState& state = layers_[i];
-    state.fd = layers[i].data_file->get();
-    struct stat st;
-    if (::fstat(state.fd, &st) == 0) {
-      FileIdentity id = FileIdentity::Of(st);
-      state.size = id.size;
-      state.mtime_ns = id.mtime_ns;
-      state.ctime_ns = id.ctime_ns;
-    } else {
-      state.failed.store(true);
-    }
-  }
 }
 
 uint64_t Filesystem::AddDirList(std::unique_ptr<WritableTree::DirList> list) {
@@ -47,23 +32,6 @@ void Filesystem::ReleaseDirList(uint64_t fh) {
   if (it == dir_lists_.end()) return;
   list = std::move(it->second);
   dir_lists_.erase(it);
-}
-
-bool Filesystem::LayerIntact(uint32_t layer) {
-  LayerState& state = layers_[layer];
-  if (state.failed.load(std::memory_order_relaxed)) return false;
-  struct stat st;
-  if (::fstat(state.fd, &st) == 0) {
-    FileIdentity id = FileIdentity::Of(st);
-    if (id.size == state.size && id.mtime_ns == state.mtime_ns && id.ctime_ns == state.ctime_ns) {
-      return true;
-    }
-  }
-  if (!state.failed.exchange(true)) {
-    LogError("{}: its blob changed while mounted; its files fail with EIO until remounted",
-             tree_.layer(layer).label);
-  }
-  return false;
 }
 
 bool Filesystem::Forget(uint32_t node, uint64_t count) {

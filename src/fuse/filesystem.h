@@ -14,7 +14,6 @@
 #include <unordered_map>
 
 #include "base/id_map.h"
-#include "blob/blob_range.h"
 #include "tree/merged_tree.h"
 #include "tree/writable_tree.h"
 
@@ -56,11 +55,6 @@ class Filesystem {
   // Returns false (and leaves the count at 0) if the kernel forgot more than it looked up.
   bool Forget(uint32_t node, uint64_t count);
 
-  // Whether the file a layer's bytes are read from still has the size, mtime and ctime it had at
-  // mount (a rewrite that restores the mtime still changes the ctime).
-  // A layer whose file changed stays failed for the rest of the mount: its reads return EIO, as a
-  // disk with a bad sector would, rather than bytes that may not be the verified ones.
-  bool LayerIntact(uint32_t layer);
   // Directory listings of a writable mount, held from OPENDIR to RELEASEDIR; the file handle is
   // the listing's address. A connection can end without a RELEASEDIR for each open directory (a
   // lazy unmount whose last close races the teardown); those listings go with the filesystem.
@@ -82,19 +76,10 @@ class Filesystem {
     return std::atomic_ref<uint64_t>(nlookup_.get()[node]);
   }
 
-  struct LayerState {
-    int fd;
-    uint64_t size;
-    int64_t mtime_ns;
-    int64_t ctime_ns;
-    std::atomic<bool> failed{false};
-  };
-
   const MergedTree& tree_;
   FsOptions options_;
   bool ids_mapped_;
   WritableTree* writable_;
-  std::unique_ptr<LayerState[]> layers_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
   std::unique_ptr<uint64_t, Free> nlookup_;
   std::mutex dir_lists_mu_;

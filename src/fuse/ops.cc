@@ -22,7 +22,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "fuse/filesystem.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 
 namespace layerfs {
 namespace {
@@ -85,65 +85,70 @@ void ReplyImageRead(fuse_req_t req, Filesystem& fs, uint32_t node, size_t size, 
                                          : EINVAL);
   }
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
-  const uint32_t layer_pos = fs.tree().LayerOf(node);
-  if (!fs.LayerIntact(layer_pos)) return (void)fuse_reply_err(req, EIO);
-  const Layer& layer = fs.tree().layer(layer_pos);
+  const Layer& layer = fs.tree().layer(fs.tree().LayerOf(node));
+  if (!layer.data->Intact()) return (void)fuse_reply_err(req, EIO);
   thread_local std::vector<ReadSegment> segments;
   segments.clear();
   size_t total = PlanRead(layer, e, static_cast<uint64_t>(off), size, &segments);
   if (total == 0) return (void)fuse_reply_buf(req, nullptr, 0);
-  const int fd = layer.data_file->get();
   if (segments.size() == 1 && !segments[0].hole) {
-    return ReplyFdRead(req, fd, static_cast<off_t>(segments[0].pos), total);
+    FileSpan span = layer.data->FileAt(segments[0].pos);
+    if (span.fd >= 0 && span.length >= total) {
+      return ReplyFdRead(req, span.fd, static_cast<off_t>(span.pos), total);
+    }
   }
-  // Sparse file: file runs and zero runs, still without copying the data.
+  // Several runs (a sparse file: data and zeros, still without copying file data), or bytes that
+  // are not a file's, which are read into memory first.
   std::vector<char> storage(sizeof(fuse_bufvec) + segments.size() * sizeof(fuse_buf));
   auto* vec = new (storage.data()) fuse_bufvec{};
   vec->count = segments.size();
+  thread_local std::vector<char> copied;
+  size_t to_copy = 0;
+  for (const ReadSegment& seg : segments) {
+    if (!seg.hole) {
+      FileSpan span = layer.data->FileAt(seg.pos);
+      if (span.fd < 0 || span.length < seg.length) to_copy += seg.length;
+    }
+  }
+  copied.resize(to_copy);
+  size_t copied_used = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
+    const ReadSegment& seg = segments[i];
     fuse_buf& b = vec->buf[i];
     b = fuse_buf{};
-    b.size = segments[i].length;
-    if (segments[i].hole) {
-      const char* zeros = ZeroPages(segments[i].length);
+    b.size = seg.length;
+    if (seg.hole) {
+      const char* zeros = ZeroPages(seg.length);
       if (zeros == nullptr) return (void)fuse_reply_err(req, EIO);
       b.mem = const_cast<char*>(zeros);
-    } else {
-      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-      b.fd = fd;
-      b.pos = static_cast<off_t>(segments[i].pos);
+      continue;
     }
+    FileSpan span = layer.data->FileAt(seg.pos);
+    if (span.fd >= 0 && span.length >= seg.length) {
+      b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      b.fd = span.fd;
+      b.pos = static_cast<off_t>(span.pos);
+      continue;
+    }
+    char* dst = copied.data() + copied_used;
+    Status s = layer.data->ReadAt(seg.pos, dst, seg.length);
+    if (!s.ok()) {
+      LogError("{}: {}", layer.label, s.message());
+      return (void)fuse_reply_err(req, EIO);
+    }
+    b.mem = dst;
+    copied_used += seg.length;
   }
   fuse_reply_data(req, vec, FUSE_BUF_SPLICE_MOVE);
 }
 
 void ReplyImageLseek(fuse_req_t req, Filesystem& fs, uint32_t node, off_t off, int whence) {
-  const IndexEntry& e = fs.tree().EntryOf(node);
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
-  if (off < 0 || static_cast<uint64_t>(off) >= e.size) return (void)fuse_reply_err(req, ENXIO);
-  const uint64_t pos = static_cast<uint64_t>(off);
-  if (!(e.flags & kFlagSparse)) {
-    return (void)fuse_reply_lseek(req, whence == SEEK_DATA ? off : static_cast<off_t>(e.size));
-  }
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
   const LayerIndex& ix = fs.tree().layer(fs.tree().LayerOf(node)).index;
-  const uint64_t runs = ix.sparse_run_count(e);
-  for (uint64_t k = 0; k < runs; ++k) {
-    SparseRunView r = ix.sparse_run(e, k);
-    if (r.logical + r.length <= pos) continue;
-    if (whence == SEEK_DATA) {
-      return (void)fuse_reply_lseek(req, static_cast<off_t>(std::max(pos, r.logical)));
-    }
-    if (r.logical > pos) return (void)fuse_reply_lseek(req, off);
-    // Inside this run: the hole starts where the data stops being contiguous.
-    uint64_t end = r.logical + r.length;
-    while (k + 1 < runs && ix.sparse_run(e, k + 1).logical == end) {
-      ++k;
-      end += ix.sparse_run(e, k).length;
-    }
-    return (void)fuse_reply_lseek(req, static_cast<off_t>(end));
-  }
-  if (whence == SEEK_DATA) return (void)fuse_reply_err(req, ENXIO);
-  fuse_reply_lseek(req, off);
+  auto pos = SeekEntry(ix, fs.tree().EntryOf(node), static_cast<uint64_t>(off), whence);
+  if (!pos.ok()) return (void)fuse_reply_err(req, pos.status().code());
+  fuse_reply_lseek(req, static_cast<off_t>(*pos));
 }
 
 void OpInit(void* userdata, fuse_conn_info* conn) {

@@ -144,8 +144,6 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
                                  "its config diff_id");
         }
         layer.index = std::move(index).value();
-        layer.data_file = spec.blob.file;
-        layer.data_offset = spec.blob.offset;
         if (!StampValid(key, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
           // The blob is not the one verified before (copied, touched, replaced): check it again.
           const int64_t since = NowNs();
@@ -159,6 +157,7 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
           Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
           if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
         }
+        LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Of(spec.blob));
         return std::optional<Layer>(std::move(layer));
       }
     } else {
@@ -169,8 +168,9 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
           static_cast<uint64_t>(st.st_size) == index->tar_size() &&
           StampValid(key, copy.get(), 0, index->tar_size())) {
         layer.index = std::move(index).value();
-        layer.data_file = std::make_shared<UniqueFd>(std::move(copy));
-        layer.data_offset = 0;
+        LAYERFS_ASSIGN_OR_RETURN(layer.data,
+                                 FileSource::Open(std::make_shared<UniqueFd>(std::move(copy)), 0,
+                                                  layer.index.tar_size(), copy_path));
         return std::optional<Layer>(std::move(layer));
       }
     }
@@ -268,12 +268,12 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   layer.warnings = builder.warnings();
   if (compressed) {
     LAYERFS_RETURN_IF_ERROR(copy->Commit());
-    layer.data_file = std::make_shared<UniqueFd>(copy->ReleaseFd());
-    layer.data_offset = 0;
-    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, layer.data_file->get(), 0, stats->tar_bytes, 0));
+    auto file = std::make_shared<UniqueFd>(copy->ReleaseFd());
+    LAYERFS_RETURN_IF_ERROR(WriteStamp(key, file->get(), 0, stats->tar_bytes, 0));
+    LAYERFS_ASSIGN_OR_RETURN(layer.data,
+                             FileSource::Open(std::move(file), 0, stats->tar_bytes, CopyPath(key)));
   } else {
-    layer.data_file = spec.blob.file;
-    layer.data_offset = spec.blob.offset;
+    LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Of(spec.blob));
   }
   std::string index_path = IndexPath(key);
   LAYERFS_RETURN_IF_ERROR(WriteFileAtomic(index_path, *bytes));

@@ -19,17 +19,18 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "blob/byte_source.h"
 #include "index/layer_index.h"
 #include "layerfs/status.h"
 #include "oci/manifest.h"
 
 namespace layerfs {
 
-// A layer ready to serve: its index and the file its uncompressed tar is read from.
+// A layer ready to serve: its index and where its uncompressed tar is read from (read it through
+// index/layer_data.h).
 struct Layer {
   LayerIndex index;
-  std::shared_ptr<UniqueFd> data_file;
-  uint64_t data_offset = 0;  // where the tar starts in data_file
+  std::shared_ptr<const ByteSource> data;
   std::string label;         // "layer 2 (sha256:ab12…)"
   size_t position = 0;       // 0 is the bottom layer
   bool indexed_now = false;  // built during this load (not found in the cache)

@@ -15,7 +15,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/path.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tar/whiteout.h"
 
 namespace layerfs {
@@ -520,24 +520,12 @@ int WritableTree::CopyUpMeta(Inode* in) {
 }
 
 int WritableTree::CopyContent(uint32_t node, int out) const {
-  const IndexEntry& e = tree_.EntryOf(node);
   const Layer& layer = tree_.layer(tree_.LayerOf(node));
-  std::vector<ReadSegment> segments;
-  uint64_t logical = 0;
-  while (logical < e.size) {
-    segments.clear();
-    if (PlanRead(layer, e, logical, 64u << 20, &segments) == 0) break;
-    for (const ReadSegment& seg : segments) {
-      // Holes stay holes: the file is only extended over them.
-      if (!seg.hole) {
-        if (int err = CopyBytes(layer.data_file->get(), seg.pos, out, logical, seg.length)) {
-          return err;
-        }
-      }
-      logical += seg.length;
-    }
-  }
-  return ::ftruncate(out, static_cast<off_t>(e.size)) == 0 ? 0 : Errno();
+  Status s = CopyEntry(layer, tree_.EntryOf(node), out);
+  if (s.ok()) return 0;
+  // A layer's bytes that cannot be read (the scratch file system's own errors are the caller's).
+  if (s.code() == EIO) LogError("copy-up: {}", s.message());
+  return s.code();
 }
 
 int WritableTree::FillData(Inode* in, bool truncate_to_zero) {

@@ -464,7 +464,7 @@ TEST_CASE("layer_index: random checksummed damage never opens into an unsafe ind
 
 TEST_CASE("layer_index: an index whose sparse runs go backwards or overlap fails to open",
           "[index]") {
-  // PlanRead (src/index/layer_reader.cc) relies on runs in file order without overlap: with a run
+  // PlanRead (src/index/layer_data.cc) relies on runs in file order without overlap: with a run
   // that ends before the read position the planned segments would add up to more than the
   // caller's buffer. The builder refuses such a map, and the reader refuses an index holding one.
   for (const std::vector<SparseRun>& runs : {std::vector<SparseRun>{{100, 10, 0}, {0, 10, 512}},

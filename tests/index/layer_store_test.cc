@@ -209,14 +209,14 @@ TEST_CASE("store: gzip and zstd layers are copied uncompressed and later loads u
     CHECK(first.indexed_now);
     REQUIRE(Exists(copy));
     CHECK((testing::ReadFile(copy) == t.tar));
-    CHECK(InodeOfFd(first.data_file->get()) == InodeOfPath(copy));
-    CHECK(first.data_offset == 0);
+    CHECK(InodeOfFd(first.data->FileAt(0).fd) == InodeOfPath(copy));
+    CHECK(first.data->FileAt(0).pos == 0);
     CHECK(Content(first, "data.bin") == "CONTENT-MARKER and the rest of the file");
   }
   Layer second = MustLoad(store, MustLoadImage(t.image).layers[0]);
   CHECK_FALSE(second.indexed_now);
   CHECK_FALSE(second.verified_now);
-  CHECK(InodeOfFd(second.data_file->get()) == InodeOfPath(copy));
+  CHECK(InodeOfFd(second.data->FileAt(0).fd) == InodeOfPath(copy));
   CHECK(Content(second, "etc/os-release") == "ID=layerfs\n");
   CHECK(TempFilesUnder(t.cache).empty());
 }

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {

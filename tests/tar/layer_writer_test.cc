@@ -9,7 +9,7 @@
 #include <map>
 #include <string>
 
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "blob/sha256.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/tar_writer.h"
 #include "tree/layer_stack.h"
 #include "tree/merged_tree.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tests/util/indexed_image.h"
 #include "tests/util/tar_writer.h"
 

@@ -23,7 +23,7 @@
 
 #include "blob/sha256.h"
 #include "index/index_builder.h"
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 #include "tar/tar_reader.h"
 
 namespace layerfs::testing {
@@ -232,7 +232,7 @@ Result<Layer> IndexTar(const std::string& tar, size_t position) {
   LAYERFS_ASSIGN_OR_RETURN(std::string bytes, builder.Finish(hash.Finish(), stats->tar_bytes));
   Layer layer;
   LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::FromBytes(std::move(bytes)));
-  layer.data_file = file;
+  LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Open(file, 0, stats->tar_bytes, "test.tar"));
   layer.position = position;
   layer.label = "layer " + std::to_string(position);
   layer.warnings = builder.warnings();
@@ -387,7 +387,7 @@ Result<Layer> IndexTarFile(const std::string& path, size_t position) {
   LAYERFS_ASSIGN_OR_RETURN(std::string bytes, builder.Finish(hash.Finish(), stats->tar_bytes));
   Layer layer;
   LAYERFS_ASSIGN_OR_RETURN(layer.index, LayerIndex::FromBytes(std::move(bytes)));
-  layer.data_file = file;
+  LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Open(file, 0, stats->tar_bytes, "test.tar"));
   layer.position = position;
   layer.label = "layer " + std::to_string(position);
   layer.warnings = builder.warnings();

@@ -96,6 +96,26 @@ void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars
 // The image config JSON for these layers (rootfs.diff_ids).
 std::string ConfigFor(const std::vector<std::string>& tars);
 
+// The bytes of a layer held in memory: a ByteSource that is not a file, as a compressed or remote
+// layer's is not.
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(std::string bytes) : bytes_(std::move(bytes)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  const std::string& name() const override { return name_; }
+  Status ReadAt(uint64_t offset, char* buf, size_t size) const override {
+    if (offset > bytes_.size() || size > bytes_.size() - offset) {
+      return Status::Corrupt("memory: read past the end");
+    }
+    bytes_.copy(buf, size, offset);
+    return Status::Ok();
+  }
+
+ private:
+  std::string bytes_;
+  std::string name_ = "memory";
+};
+
 // Reads all bytes of the regular entry at `path` (normalised) of `layer` through ReadEntry, in
 // reads of `chunk` bytes so that runs and holes are crossed at unaligned offsets.
 Result<std::string> ReadPath(const Layer& layer, std::string_view path, size_t chunk = 65536);

@@ -1,5 +1,7 @@
-#include "index/layer_reader.h"
+#include "index/layer_data.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -53,7 +55,9 @@ struct SparseLayer {
     auto index = LayerIndex::FromBytes(std::move(bytes).value());
     REQUIRE(index.ok());
     layer.index = std::move(index).value();
-    layer.data_file = std::make_shared<UniqueFd>(testing::TempFileWith(data));
+    layer.data = FileSource::Open(std::make_shared<UniqueFd>(testing::TempFileWith(data)), 0,
+                                  data.size(), "sparse.tar")
+                     .value();
     layer.label = "layer 3 (sparse)";
   }
 
@@ -141,16 +145,18 @@ TEST_CASE("read: file data is found at the layer's offset inside its data file",
       TarWriter().File("a/b", "in the middle").File("c", RandomBytes(9000, 2)).Finish();
   auto layer = testing::IndexTar(tar);
   REQUIRE(layer.ok());
-  layer->data_file = std::make_shared<UniqueFd>(
-      testing::TempFileWith(std::string(777, 'J') + tar + std::string(100, 'K')));
-  layer->data_offset = 777;
+  layer->data = FileSource::Open(std::make_shared<UniqueFd>(testing::TempFileWith(
+                                    std::string(777, 'J') + tar + std::string(100, 'K'))),
+                                777, tar.size(), "image.tar:layer.tar")
+                    .value();
   CHECK(testing::ReadPath(*layer, "a/b").value() == "in the middle");
   CHECK((testing::ReadPath(*layer, "c", 1000).value() == RandomBytes(9000, 2)));
   std::vector<ReadSegment> segments;
   const IndexEntry& e = layer->index.entry(layer->index.FindPath("a/b"));
   REQUIRE(PlanRead(*layer, e, 3, 4, &segments) == 4);
   REQUIRE(segments.size() == 1);
-  CHECK(segments[0].pos == 777 + e.data + 3);
+  CHECK(segments[0].pos == e.data + 3);
+  CHECK(layer->data->FileAt(segments[0].pos).pos == 777 + e.data + 3);
 }
 
 TEST_CASE("read: a data file shorter than its index says is an error naming the layer", "[index]") {
@@ -159,7 +165,7 @@ TEST_CASE("read: a data file shorter than its index says is an error naming the 
   REQUIRE(layer.ok());
   layer->label = "layer 4 (sha256:0123456789ab)";
   const IndexEntry& e = layer->index.entry(layer->index.FindPath("big"));
-  REQUIRE(::ftruncate(layer->data_file->get(), static_cast<off_t>(e.data + 1000)) == 0);
+  REQUIRE(::ftruncate(layer->data->FileAt(0).fd, static_cast<off_t>(e.data + 1000)) == 0);
   std::string buf(20000, '\0');
   auto n = ReadEntry(*layer, e, 0, buf.data(), buf.size());
   REQUIRE_FALSE(n.ok());
@@ -169,6 +175,97 @@ TEST_CASE("read: a data file shorter than its index says is an error naming the 
   auto head = ReadEntry(*layer, e, 0, buf.data(), 1000);
   REQUIRE(head.ok());
   CHECK(*head == 1000);
+}
+
+TEST_CASE("read: a layer whose bytes are not a file's reads and copies out the same", "[index]") {
+  SparseLayer s;
+  s.layer.data = std::make_shared<testing::MemorySource>(s.data);
+  testing::TempDir dir;
+  for (const SparseLayer::File& f : s.files) {
+    INFO(f.path);
+    const IndexEntry& e = s.layer.index.entry(s.layer.index.FindPath(f.path));
+    std::string buf(f.size, '\x7e');
+    auto n = ReadEntry(s.layer, e, 0, buf.data(), buf.size());
+    REQUIRE(n.ok());
+    CHECK(buf == s.Expected(f));
+    CHECK(s.layer.data->FileAt(0).fd == -1);
+    // Copy-up's path: into a fresh file, with the holes left unwritten.
+    UniqueFd out(::open(dir.Sub(f.path).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    REQUIRE(out);
+    REQUIRE(CopyEntry(s.layer, e, out.get()).ok());
+    CHECK(testing::ReadFile(dir.Sub(f.path)) == s.Expected(f));
+  }
+}
+
+TEST_CASE("read: CopyEntry from a file source copies a plain file whole", "[index]") {
+  const std::string big = RandomBytes(300000, 9);
+  auto layer = testing::IndexTar(TarWriter().File("big", big).Finish());
+  REQUIRE(layer.ok());
+  testing::TempDir dir;
+  UniqueFd out(::open(dir.Sub("out").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  REQUIRE(out);
+  REQUIRE(CopyEntry(*layer, layer->index.entry(layer->index.FindPath("big")), out.get()).ok());
+  CHECK((testing::ReadFile(dir.Sub("out")) == big));
+}
+
+TEST_CASE("read: a source that ends before its index says fails CopyEntry with EIO", "[index]") {
+  const std::string tar = TarWriter().File("big", RandomBytes(20000, 3)).Finish();
+  auto layer = testing::IndexTar(tar);
+  REQUIRE(layer.ok());
+  layer->data = std::make_shared<testing::MemorySource>(tar.substr(0, 5000));
+  testing::TempDir dir;
+  UniqueFd out(::open(dir.Sub("out").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  Status copied = CopyEntry(*layer, layer->index.entry(layer->index.FindPath("big")), out.get());
+  CHECK(copied.code() == EIO);
+  CHECK_THAT(copied.message(), Catch::Contains(layer->label));
+}
+
+TEST_CASE("read: SEEK_DATA and SEEK_HOLE follow a sparse file's runs", "[index]") {
+  SparseLayer s;
+  const LayerIndex& ix = s.layer.index;
+  const IndexEntry& e = ix.entry(ix.FindPath("ends-with-data"));  // data 5-9, 20-22, 30-39
+  auto seek = [&](uint64_t off, int whence) -> int64_t {
+    auto r = SeekEntry(ix, e, off, whence);
+    return r.ok() ? static_cast<int64_t>(*r) : -r.status().code();
+  };
+  CHECK(seek(0, SEEK_DATA) == 5);
+  CHECK(seek(0, SEEK_HOLE) == 0);
+  CHECK(seek(6, SEEK_HOLE) == 10);
+  CHECK(seek(10, SEEK_DATA) == 20);
+  CHECK(seek(31, SEEK_HOLE) == 40);  // the end of the file counts as a hole
+  CHECK(seek(40, SEEK_DATA) == -ENXIO);
+  CHECK(seek(0, SEEK_SET) == -EINVAL);
+  const IndexEntry& adjacent = ix.entry(ix.FindPath("adjacent-runs"));
+  auto r = SeekEntry(ix, adjacent, 1, SEEK_HOLE);
+  REQUIRE(r.ok());
+  CHECK(*r == 12);  // two runs that touch are one stretch of data
+  const IndexEntry& tail_hole = ix.entry(ix.FindPath("ends-with-hole"));
+  r = SeekEntry(ix, tail_hole, 4, SEEK_DATA);
+  CHECK(r.status().code() == ENXIO);
+}
+
+TEST_CASE("FileSource: a file changed after it was opened stays failed", "[index]") {
+  testing::TempDir dir;
+  const std::string path = dir.Sub("blob");
+  testing::WriteFile(path, "0123456789");
+  auto file = std::make_shared<UniqueFd>(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  REQUIRE(*file);
+  auto source = FileSource::Open(file, 2, 6, path);
+  REQUIRE(source.ok());
+  CHECK((*source)->Intact());
+  char buf[6];
+  REQUIRE((*source)->ReadAt(0, buf, 6).ok());
+  CHECK(std::string(buf, 6) == "234567");
+  CHECK((*source)->ReadAt(1, buf, 6).code() == EINVAL);  // past its end
+  CHECK((*source)->FileAt(4).pos == 6);
+  CHECK((*source)->FileAt(4).length == 2);
+  // Same size, new content: the ctime moves.
+  testing::LetTimestampsSettle();
+  REQUIRE(::pwrite(file->get(), "X", 1, 3) == 1);
+  CHECK_FALSE((*source)->Intact());
+  // Put back byte for byte, it is still not the file that was verified.
+  REQUIRE(::pwrite(file->get(), "3", 1, 3) == 1);
+  CHECK_FALSE((*source)->Intact());
 }
 
 }  // namespace
