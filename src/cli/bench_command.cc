@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "cli/commands.h"
 #include "fuse/session.h"
+#include "fuse/unmount.h"
 #include "tree/layer_stack.h"
 
 namespace layerfs {

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "cli/commands.h"
 #include "fuse/session.h"
+#include "fuse/unmount.h"
 #include "tar/tar_reader.h"
 
 namespace layerfs {

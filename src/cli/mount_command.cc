@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "cli/commands.h"
+#include "fuse/preflight.h"
 #include "fuse/session.h"
 #include "scratch/scratch_dir.h"
 #include "tree/writable_tree.h"
@@ -137,11 +138,14 @@ int RunMount(const MountArgs& args) {
     if (!m.ok()) return Fail(m.status());
     fs_options.gid_map = *m;
   }
-  // Fail early on a mount that cannot happen, before any indexing work.
-  Status mp = CheckMountpoint(args.mountpoint);
-  if (mp.ok()) mp = CheckCanMount(mount);
-  if (!mp.ok()) return Fail(mp);
-  WarnIfNotEmpty(args.mountpoint);
+  // Fail early on a mount that cannot happen, before any indexing work. A connection handed over
+  // as /dev/fd/N is mounted already.
+  if (HandedConnection(args.mountpoint) < 0) {
+    Status mp = CheckMountpoint(args.mountpoint);
+    if (mp.ok()) mp = CheckCanMount(args.mountpoint, mount.fuse_options);
+    if (!mp.ok()) return Fail(mp);
+    WarnIfNotEmpty(args.mountpoint);
+  }
 
   auto image = OpenImage(args.image);
   if (!image.ok()) return Fail(image.status());

@@ -1,12 +1,16 @@
-// Mounting a Filesystem and serving it until it is unmounted or signalled.
+// A FUSE session serving one Filesystem: made, mounted (or handed a connection someone else
+// mounted), served until it ends, and unmounted.
 #ifndef LAYERFS_FUSE_SESSION_H_
 #define LAYERFS_FUSE_SESSION_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fuse/filesystem.h"
 #include "layerfs/status.h"
+
+struct fuse_session;
 
 namespace layerfs {
 
@@ -27,28 +31,43 @@ struct MountOptions {
   std::string stats_path;
 };
 
-// Checks that `mountpoint` can be mounted on: an existing directory that is not already a mount
-// point (a stale FUSE mount gets its own message).
-Status CheckMountpoint(const std::string& mountpoint);
+// The descriptor N of a mountpoint written /dev/fd/N: a FUSE connection (an open /dev/fuse) that
+// the caller has mounted itself, as mount.fuse3 and container runtimes hand one over; -1 for any
+// other path.
+int HandedConnection(const std::string& mountpoint);
 
-// Whether this process is root of the initial user namespace, and so may mount, chown and mknod
-// as it likes; false for an ordinary user and for root of a user namespace (`unshare -Ur`).
-bool IsHostRoot();
+class Session {
+ public:
+  // Makes the session for `fs` (which must outlive it) with the FUSE options of `options`.
+  static Result<std::unique_ptr<Session>> Create(Filesystem* fs, const MountOptions& options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
-// Checks, before any indexing work, that this process may mount with `options`: /dev/fuse
-// exists and opens; and for an ordinary user, that a setuid-root fusermount3 is installed, that
-// the mountpoint is theirs to mount on (as fusermount3 requires), and that `allow_other` or
-// `allow_root` is allowed by user_allow_other in /etc/fuse.conf. Each problem is one clear error.
-Status CheckCanMount(const MountOptions& options);
+  // Mounts on options.mountpoint, or takes the connection /dev/fd/N it names (which is then not
+  // this session's to unmount). Nothing is left mounted after an error.
+  Status Mount();
+  // Forks the daemon unless serving in the foreground (see daemon.h). Only the daemon returns OK.
+  Status Daemonize();
+  // Serves requests until the mount goes away or SIGINT/SIGTERM/SIGHUP arrives, then unmounts
+  // what Mount() mounted.
+  Status Loop();
 
-// Mounts `fs`, detaches unless `foreground` (the mount is in place when this process's parent
-// returns), and serves requests until unmounted or SIGINT/SIGTERM/SIGHUP. Errors before the mount
-// is in place are returned; nothing is left mounted after an error.
+  // The FUSE connection's descriptor.
+  int fd() const;
+
+ private:
+  Session(fuse_session* se, const MountOptions& options) : se_(se), options_(options) {}
+
+  fuse_session* se_;
+  MountOptions options_;
+  bool signals_ = false;
+  bool mounted_ = false;
+};
+
+// Create, Mount, Daemonize and Loop: serves `fs` as `options` say. Errors before the mount is in
+// place are returned; nothing is left mounted after an error.
 Status ServeMount(Filesystem* fs, const MountOptions& options);
-
-// Unmounts a layerfs mount (and refuses any other mount, touching nothing): umount2 when
-// privileged, else fusermount3 -u. A busy mount is an EBUSY error that says so.
-Status Unmount(const std::string& mountpoint, bool lazy);
 
 }  // namespace layerfs
 

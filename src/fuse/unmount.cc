@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "fuse/mount_table.h"
-#include "fuse/session.h"
+#include "fuse/unmount.h"
 
 namespace layerfs {
 namespace {
