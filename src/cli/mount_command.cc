@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "cli/commands.h"
+#include "cli/mount_options.h"
 #include "fuse/preflight.h"
 #include "fuse/session.h"
 #include "scratch/scratch_dir.h"
@@ -20,20 +21,6 @@
 
 namespace layerfs {
 namespace {
-
-std::vector<std::string> SplitCommas(const std::vector<std::string>& options) {
-  std::vector<std::string> out;
-  for (const std::string& o : options) {
-    size_t pos = 0;
-    while (pos <= o.size()) {
-      size_t comma = o.find(',', pos);
-      if (comma == std::string::npos) comma = o.size();
-      if (comma > pos) out.push_back(o.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
-  }
-  return out;
-}
 
 // Mounting hides what the mount point holds, as mount(8) would; say so, as it does not.
 void WarnIfNotEmpty(const std::string& mountpoint) {
@@ -49,95 +36,21 @@ void WarnIfNotEmpty(const std::string& mountpoint) {
 
 int RunMount(const MountArgs& args) {
   auto start = Clock::now();
-  FsOptions fs_options;
-  MountOptions mount;
-  bool read_only = args.read_only;
-  // Owners and device nodes in the scratch directory: natively when this process can give a file
-  // any owner and make any device, which root of a user namespace cannot.
-  bool native_owners = IsHostRoot();
-  std::string uid_mapping, gid_mapping;
-  mount.mountpoint = args.mountpoint;
-  mount.foreground = args.foreground;
-  mount.debug = args.debug;
-  mount.single_thread = args.single_thread;
-  mount.max_threads = args.threads;
-  for (const std::string& o : SplitCommas(args.options)) {
-    if (o == "ro") {
-      read_only = true;
-    } else if (o == "rw") {
-      read_only = false;
-    } else if (o == "owners=native" || o == "owners=xattr") {
-      native_owners = o == "owners=native";
-      if (native_owners && ::geteuid() != 0) {
-        return Fail(Status::Invalid("-o owners=native: only root can give files their owners"));
-      }
-    } else if (o.rfind("uidmapping=", 0) == 0) {
-      uid_mapping = o.substr(11);
-    } else if (o.rfind("gidmapping=", 0) == 0) {
-      gid_mapping = o.substr(11);
-    } else if (o.rfind("timeout=", 0) == 0) {
-      char* end = nullptr;
-      double t = std::strtod(o.c_str() + 8, &end);
-      if (end == nullptr || *end != '\0' || !(t >= 0)) {
-        return Fail(Status::Invalid("-o " + o + ": expected a number of seconds"));
-      }
-      fs_options.entry_timeout = fs_options.attr_timeout = t;
-    } else if (o.rfind("readahead=", 0) == 0) {
-      char* end = nullptr;
-      unsigned long kb = std::strtoul(o.c_str() + 10, &end, 10);
-      if (end == nullptr || *end != '\0' || kb > (1u << 20)) {
-        return Fail(Status::Invalid("-o " + o + ": expected KiB (0 keeps the kernel's default)"));
-      }
-      mount.readahead_kb = static_cast<unsigned>(kb);
-    } else if (o.rfind("stats=", 0) == 0) {
-      // The daemon works from /, so the path is made absolute here.
-      std::string path = o.substr(6);
-      if (path.empty()) return Fail(Status::Invalid("-o stats=: expected a file to write"));
-      if (path[0] != '/') {
-        char* cwd = ::getcwd(nullptr, 0);
-        if (cwd != nullptr) path = std::string(cwd) + "/" + path;
-        std::free(cwd);
-      }
-      const std::string dir = path.substr(0, path.rfind('/') + 1);
-      if (::access(dir.c_str(), W_OK) != 0) {
-        return Fail(Status::FromErrno(errno, "-o " + o + ": cannot write in " + dir));
-      }
-      mount.stats_path = path;
-    } else if (o.rfind("max_read=", 0) == 0) {
-      char* end = nullptr;
-      unsigned long n = std::strtoul(o.c_str() + 9, &end, 10);
-      if (end == nullptr || *end != '\0' || n == 0 || n > (1u << 30)) {
-        return Fail(Status::Invalid("-o " + o + ": expected a number of bytes"));
-      }
-      fs_options.max_read = static_cast<unsigned>(n);
-      mount.fuse_options.push_back(o);
-    } else {
-      mount.fuse_options.push_back(o);
-    }
+  MountingUser who;
+  who.uid = ::getuid();
+  who.gid = ::getgid();
+  who.euid = ::geteuid();
+  who.host_root = IsHostRoot();
+  if (char* cwd = ::getcwd(nullptr, 0)) {
+    who.cwd = cwd;
+    std::free(cwd);
   }
-  if (read_only && !args.scratch.empty()) {
-    return Fail(Status::Invalid("--scratch: a read-only mount has no scratch directory"));
-  }
-  fs_options.read_only = read_only;
-  if (args.owner == "self") {
-    if (!uid_mapping.empty() || !gid_mapping.empty()) {
-      return Fail(Status::Invalid("--owner=self and -o uidmapping/gidmapping exclude each other"));
-    }
-    fs_options.uid_map = IdMap::Self(::getuid());
-    fs_options.gid_map = IdMap::Self(::getgid());
-  } else if (args.owner != "image") {
-    return Fail(Status::Invalid("--owner=" + args.owner + ": expected image or self"));
-  }
-  if (!uid_mapping.empty()) {
-    auto m = IdMap::Parse(uid_mapping, "-o uidmapping");
-    if (!m.ok()) return Fail(m.status());
-    fs_options.uid_map = *m;
-  }
-  if (!gid_mapping.empty()) {
-    auto m = IdMap::Parse(gid_mapping, "-o gidmapping");
-    if (!m.ok()) return Fail(m.status());
-    fs_options.gid_map = *m;
-  }
+  auto plan = PlanMount(args, who);
+  if (!plan.ok()) return Fail(plan.status());
+  FsOptions& fs_options = plan->fs;
+  MountOptions& mount = plan->mount;
+  const bool read_only = fs_options.read_only;
+  const bool native_owners = plan->native_owners;
   // Fail early on a mount that cannot happen, before any indexing work. A connection handed over
   // as /dev/fd/N is mounted already.
   if (HandedConnection(args.mountpoint) < 0) {
