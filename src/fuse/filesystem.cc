@@ -18,22 +18,6 @@ Filesystem::Filesystem(const MergedTree& tree, FsOptions options, WritableTree* 
   if (!nlookup_) throw std::bad_alloc();
 }
 
-uint64_t Filesystem::AddDirList(std::unique_ptr<WritableTree::DirList> list) {
-  const uint64_t fh = reinterpret_cast<uintptr_t>(list.get());
-  std::lock_guard<std::mutex> lock(dir_lists_mu_);
-  dir_lists_.emplace(fh, std::move(list));
-  return fh;
-}
-
-void Filesystem::ReleaseDirList(uint64_t fh) {
-  std::unique_ptr<WritableTree::DirList> list;  // freed outside the lock
-  std::lock_guard<std::mutex> lock(dir_lists_mu_);
-  auto it = dir_lists_.find(fh);
-  if (it == dir_lists_.end()) return;
-  list = std::move(it->second);
-  dir_lists_.erase(it);
-}
-
 bool Filesystem::Forget(uint32_t node, uint64_t count) {
   std::atomic_ref<uint64_t> n = Count(node);
   uint64_t current = n.load(std::memory_order_relaxed);

@@ -55,15 +55,6 @@ class Filesystem {
   // Returns false (and leaves the count at 0) if the kernel forgot more than it looked up.
   bool Forget(uint32_t node, uint64_t count);
 
-  // Directory listings of a writable mount, held from OPENDIR to RELEASEDIR; the file handle is
-  // the listing's address. A connection can end without a RELEASEDIR for each open directory (a
-  // lazy unmount whose last close races the teardown); those listings go with the filesystem.
-  uint64_t AddDirList(std::unique_ptr<WritableTree::DirList> list);
-  static const WritableTree::DirList& DirListOf(uint64_t fh) {
-    return *reinterpret_cast<const WritableTree::DirList*>(fh);
-  }
-  void ReleaseDirList(uint64_t fh);
-
   uint64_t LookupCount(uint32_t node) const {
     return std::atomic_ref<uint64_t>(nlookup_.get()[node]).load(std::memory_order_relaxed);
   }
@@ -82,8 +73,6 @@ class Filesystem {
   WritableTree* writable_;
   // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
   std::unique_ptr<uint64_t, Free> nlookup_;
-  std::mutex dir_lists_mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<WritableTree::DirList>> dir_lists_;
 };
 
 }  // namespace layerfs

@@ -17,8 +17,6 @@
 namespace layerfs {
 namespace {
 
-using DirList = WritableTree::DirList;
-
 static_assert(WritableTree::kSetMode == FUSE_SET_ATTR_MODE);
 static_assert(WritableTree::kSetUid == FUSE_SET_ATTR_UID);
 static_assert(WritableTree::kSetGid == FUSE_SET_ATTR_GID);
@@ -262,54 +260,30 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   });
 }
 
-void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Guarded(req, "opendir", [&] {
-    auto list = std::make_unique<DirList>();
-    if (int err = Tree(req).OpenDir(ino, list.get())) return (void)fuse_reply_err(req, err);
-    fi->fh = Fs(req).AddDirList(std::move(list));
-    // The kernel may keep the listing: it drops it itself when the directory changes through
-    // this mount (the only way it can change).
-    fi->cache_readdir = 1;
-    fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) != 0) Fs(req).ReleaseDirList(fi->fh);
-  });
-}
-
-// Offsets: 0 is the start, 1 follows ".", 2 follows "..", 3 + i follows item i of the listing
-// taken at opendir.
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
-             bool plus) {
+// Offsets are the tree's listing offsets (WritableTree::DirItem): no handle, so OPENDIR and
+// RELEASEDIR are not needed (answered ENOSYS, as on a read-only mount, the kernel stops sending
+// them and caches listings, dropping them itself when the directory changes through this mount).
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Filesystem& fs = Fs(req);
   WritableTree& tree = *fs.writable();
-  const DirList& list = Filesystem::DirListOf(fi->fh);
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  // As many entries as could fit: a FUSE_DIRENTPLUS is at least 152 bytes, a FUSE_DIRENT 32.
+  const size_t max = size / (plus ? 152 : 32) + 1;
+  std::vector<WritableTree::DirItem> items;
+  if (int err = tree.ReadDir(ino, static_cast<uint64_t>(off), max, &items)) {
+    return (void)fuse_reply_err(req, err);
+  }
   std::vector<char> buf(size);
   size_t used = 0;
-  const uint64_t end = 2 + list.items.size();
-  for (uint64_t pos = static_cast<uint64_t>(off); pos < end; ++pos) {
-    const char* name;
-    fuse_ino_t child;
-    mode_t type;
-    if (pos < 2) {
-      name = pos == 0 ? "." : "..";
-      child = ino;
-      type = S_IFDIR;
-    } else {
-      const WritableTree::DirItem& item = list.items[pos - 2];
-      name = item.name.c_str();
-      child = item.ino;
-      type = item.type;
-    }
-    const off_t next = static_cast<off_t>(pos + 1);
+  auto add = [&](const char* name, fuse_ino_t child, mode_t type, off_t next, bool dot) {
     size_t need;
     if (plus) {
       fuse_entry_param e;
       std::memset(&e, 0, sizeof(e));
-      const bool counted = pos >= 2;
-      if (counted) {
-        // An entry removed since opendir is left out.
+      if (!dot) {
+        // An entry removed since it was listed is left out.
         struct stat st;
-        if (tree.GetAttr(child, &st, /*count=*/true) != 0) continue;
+        if (tree.GetAttr(child, &st, /*count=*/true) != 0) return true;
         e = EntryOf(fs, st);
       } else {
         // "." and ".." carry no attributes (the kernel takes no reference on them), but a
@@ -319,33 +293,38 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       }
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
       if (need > size - used) {
-        if (counted && !tree.IsImageIno(child)) tree.Forget(child, 1);
-        break;
+        if (!dot && !tree.IsImageIno(child)) tree.Forget(child, 1);
+        return false;
       }
-      if (counted && tree.IsImageIno(child)) fs.AddLookup(static_cast<uint32_t>(child - 1));
+      if (!dot && tree.IsImageIno(child)) fs.AddLookup(static_cast<uint32_t>(child - 1));
     } else {
       struct stat st = {};
       st.st_ino = child;
       st.st_mode = type;
       need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
-      if (need > size - used) break;
+      if (need > size - used) return false;
     }
     used += need;
+    return true;
+  };
+  bool room = true;
+  if (off == 0) room = add(".", ino, S_IFDIR, 1, true);
+  if (room && off <= 1) room = add("..", ino, S_IFDIR, 2, true);
+  for (size_t i = 0; room && i < items.size(); ++i) {
+    const WritableTree::DirItem& item = items[i];
+    room = add(item.name.c_str(), item.ino, item.type, static_cast<off_t>(item.next), false);
   }
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Guarded(req, "readdir", [&] { ReadDir(req, ino, size, off, fi, false); });
+void OpOpendir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guarded(req, "readdir", [&] { ReadDir(req, ino, size, off, false); });
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Guarded(req, "readdirplus", [&] { ReadDir(req, ino, size, off, fi, true); });
-}
-
-void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  Fs(req).ReleaseDirList(fi->fh);
-  fuse_reply_err(req, 0);
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Guarded(req, "readdirplus", [&] { ReadDir(req, ino, size, off, true); });
 }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
@@ -423,7 +402,6 @@ fuse_lowlevel_ops MakeWritableOps() {
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
   ops.fsyncdir = OpFsyncdir;
   ops.statfs = OpStatfs;
   ops.getxattr = OpGetxattr;

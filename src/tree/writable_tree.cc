@@ -102,6 +102,25 @@ struct WritableTree::DirState {
   std::map<std::string, Inode*, std::less<>> entries;   // what upper/ holds, by name
   std::set<std::string, std::less<>> whiteouts;         // names with a `.wh.` file here
   bool opaque = false;                                  // holds `.wh..wh..opq`
+  // The listing position of each name in `entries`, in the order the names arrived: a name the
+  // directory merged below does not have is listed after that directory's names, in this order
+  // (see ListFrom).
+  std::map<uint64_t, std::string> order;
+  std::map<std::string, uint64_t, std::less<>> seq;
+  uint64_t next_seq = 0;
+
+  void Put(const std::string& name, Inode* in) {
+    entries[name] = in;
+    if (seq.emplace(name, next_seq).second) order.emplace(next_seq++, name);
+  }
+  void Drop(std::string_view name) {
+    auto e = entries.find(name);
+    if (e != entries.end()) entries.erase(e);
+    auto it = seq.find(name);
+    if (it == seq.end()) return;
+    order.erase(it->second);
+    seq.erase(it);
+  }
 };
 
 struct WritableTree::Inode {
@@ -206,28 +225,49 @@ uint32_t WritableTree::LowerChild(Ino dir, std::string_view name) const {
   return lower == kNoNode ? kNoNode : tree_.Lookup(lower, name);
 }
 
-void WritableTree::ListDir(Ino dir, std::vector<DirItem>* out) const {
+int WritableTree::ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<DirItem>* out) const {
   const Inode* d = Find(dir);
-  if (d != nullptr && d->gone) return;
-  if (d != nullptr && d->dir) {
-    for (const auto& [name, in] : d->dir->entries) out->push_back({name, in->ino, in->type});
-  }
-  uint32_t lower = LowerDir(dir);
-  if (lower == kNoNode) return;
-  for (uint32_t c : tree_.Children(lower)) {
-    std::string_view name = tree_.Name(c);
-    if (d != nullptr && d->dir &&
-        (d->dir->entries.count(name) != 0 || d->dir->whiteouts.count(name) != 0)) {
-      continue;
+  const bool is_dir =
+      d != nullptr ? d->type == S_IFDIR : IsImageIno(dir) && tree_.IsDir(ImageNode(dir));
+  if (!is_dir) return ENOTDIR;
+  if (d != nullptr && d->gone) return ENOENT;
+  const DirState* state = d != nullptr ? d->dir.get() : nullptr;
+  const uint32_t lower = LowerDir(dir);
+  if (lower != kNoNode && offset < kListFirst + kListUpper) {
+    auto children = tree_.Children(lower);
+    for (uint64_t i = offset > kListFirst ? offset - kListFirst : 0;
+         i < children.size() && out->size() < max; ++i) {
+      const uint32_t c = children[static_cast<size_t>(i)];
+      std::string_view name = tree_.Name(c);
+      const uint64_t next = kListFirst + i + 1;
+      if (state != nullptr) {
+        if (state->whiteouts.count(name) != 0) continue;
+        auto it = state->entries.find(name);
+        if (it != state->entries.end()) {
+          out->push_back({std::string(name), it->second->ino, it->second->type, next});
+          continue;
+        }
+      }
+      out->push_back({std::string(name), Ino{tree_.InodeOf(c)} + 1, TypeOf(tree_, c), next});
     }
-    out->push_back({std::string(name), Ino{tree_.InodeOf(c)} + 1, TypeOf(tree_, c)});
+    if (out->size() >= max) return 0;
   }
+  if (state == nullptr) return 0;
+  const uint64_t from = offset > kListFirst + kListUpper ? offset - kListFirst - kListUpper : 0;
+  for (auto it = state->order.lower_bound(from); it != state->order.end() && out->size() < max;
+       ++it) {
+    const std::string& name = it->second;
+    // A name the directory below has is listed at its position there.
+    if (lower != kNoNode && tree_.Lookup(lower, name) != kNoNode) continue;
+    const Inode* in = state->entries.find(name)->second;
+    out->push_back({name, in->ino, in->type, kListFirst + kListUpper + it->first + 1});
+  }
+  return 0;
 }
 
 bool WritableTree::DirEmpty(Ino dir) const {
   std::vector<DirItem> items;
-  ListDir(dir, &items);
-  return items.empty();
+  return ListFrom(dir, 0, 1, &items) != 0 || items.empty();
 }
 
 int WritableTree::UpperAt(Inode* in, int* dirfd, std::string* name) const {
@@ -415,7 +455,7 @@ int WritableTree::CopyUpDir(Inode* dir) {
   dir->upper = true;
   dir->over = over;
   dir->names = {Name{parent, name}};
-  parent->dir->entries[name] = dir;
+  parent->dir->Put(name, dir);
   return 0;
 }
 
@@ -484,7 +524,7 @@ int WritableTree::CopyUpOneName(Inode* in, Inode* parent, const std::string& nam
   in->over = over;
   in->metacopy.store(in->type == S_IFREG && !copy_data, std::memory_order_release);
   in->names.push_back(Name{parent, name});
-  parent->dir->entries[name] = in;
+  parent->dir->Put(name, in);
   return 0;
 }
 
@@ -514,7 +554,7 @@ int WritableTree::CopyUpMeta(Inode* in) {
       return Errno();
     }
     in->names.push_back(Name{parent, name});
-    parent->dir->entries[name] = in;
+    parent->dir->Put(name, in);
   }
   return in->upper ? 0 : ENOENT;
 }
@@ -619,8 +659,7 @@ void WritableTree::DropWhiteout(Inode* dir, const std::string& name) {
 }
 
 void WritableTree::RemoveName(Inode* in, Inode* dir, std::string_view name) {
-  auto it = dir->dir->entries.find(name);
-  if (it != dir->dir->entries.end()) dir->dir->entries.erase(it);
+  dir->dir->Drop(name);
   auto& names = in->names;
   names.erase(std::remove_if(names.begin(), names.end(),
                              [&](const Name& n) { return n.dir == dir && n.name == name; }),
@@ -782,7 +821,7 @@ int WritableTree::CreateEntry(Ino parent, std::string_view name_view, mode_t mod
   in->upper = true;
   in->over = over;
   in->names.push_back(Name{p, name});
-  p->dir->entries[name] = in;
+  p->dir->Put(name, in);
   if (type == S_IFDIR) {
     in->dir = std::make_unique<DirState>();
     in->dir->fd = std::move(fd);
@@ -840,7 +879,7 @@ int WritableTree::Link(Ino ino, Ino parent, std::string_view name_view, struct s
   }
   DropWhiteout(p, name);
   in->names.push_back(Name{p, name});
-  p->dir->entries[name] = in;
+  p->dir->Put(name, in);
   if (int err = StatLocked(in->ino, out)) return err;
   if (!IsImageIno(in->ino)) in->nlookup.fetch_add(1);
   return 0;
@@ -981,15 +1020,15 @@ int WritableTree::Rename(Ino parent, std::string_view name_view, Ino new_parent,
     }
   };
   if (exchange) {
-    p1->dir->entries[name] = dst;
-    p2->dir->entries[new_name] = src;
+    p1->dir->Put(name, dst);
+    p2->dir->Put(new_name, src);
     // Swap through a placeholder: the two names may be in one directory.
     rename_in(src, p1, name, nullptr, "");
     rename_in(dst, p2, new_name, p1, name);
     rename_in(src, nullptr, "", p2, new_name);
     return 0;
   }
-  p1->dir->entries.erase(name);
+  p1->dir->Drop(name);
   if (dst != nullptr) {
     if (dst_in_upper) {
       RemoveName(dst, p2, new_name);
@@ -1002,7 +1041,7 @@ int WritableTree::Rename(Ino parent, std::string_view name_view, Ino new_parent,
       dst->lower_dir = kNoNode;
     }
   }
-  p2->dir->entries[new_name] = src;
+  p2->dir->Put(new_name, src);
   rename_in(src, p1, name, p2, new_name);
   DropWhiteout(p2, new_name);
   if (dst != nullptr) MaybeFree(dst);
@@ -1163,14 +1202,9 @@ int WritableTree::SetAttr(Ino ino, const struct stat& attr, int to_set, struct s
   return StatLocked(ino, out);
 }
 
-int WritableTree::OpenDir(Ino ino, DirList* out) {
+int WritableTree::ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out) {
   std::shared_lock lock(mu_);
-  const Inode* d = Find(ino);
-  bool is_dir = d != nullptr ? d->type == S_IFDIR : IsImageIno(ino) && tree_.IsDir(ImageNode(ino));
-  if (!is_dir) return ENOTDIR;
-  if (d != nullptr && d->gone) return ENOENT;
-  ListDir(ino, &out->items);
-  return 0;
+  return ListFrom(ino, offset, max, out);
 }
 
 // ---- xattrs ----
@@ -1339,7 +1373,7 @@ int WritableTree::LoadDir(Inode* dir, std::unordered_map<uint64_t, Inode*>* by_u
       if (!child->dir->fd) return Errno();
       child->over = OverrideFor(ProcFdPath(fd, n), S_IFDIR);
       child->names = {Name{dir, n}};
-      dir->dir->entries[n] = child;
+      dir->dir->Put(n, child);
       if (int err = LoadDir(child, by_upper_ino)) return err;
       continue;
     }
@@ -1372,7 +1406,7 @@ int WritableTree::LoadDir(Inode* dir, std::unordered_map<uint64_t, Inode*>* by_u
       }
     }
     child->names.push_back(Name{dir, n});
-    dir->dir->entries[n] = child;
+    dir->dir->Put(n, child);
   }
   return 0;
 }

@@ -81,14 +81,21 @@ class WritableTree {
     UniqueFd fd;
     uint32_t node = MergedTree::kNoNode;
   };
+  // One entry of a listing, and the offset that follows it (readdir's cookie).
   struct DirItem {
     std::string name;
     Ino ino;
     mode_t type;
+    uint64_t next;
   };
-  struct DirList {
-    std::vector<DirItem> items;
-  };
+  // Listing offsets, stable while the directory changes, so that a listing needs no handle: 0
+  // and 1 are "." and "..", kListFirst + i the i-th name of the image directory merged below
+  // (unless hidden), kListFirst + kListUpper + k the k-th name made in the scratch directory that
+  // the image directory does not have. An entry removed meanwhile moves no other, and a new one is
+  // listed after every name made before it (below 2^31, for 32-bit programs, until 2^30 names
+  // were made in one directory).
+  static constexpr uint64_t kListFirst = 2;
+  static constexpr uint64_t kListUpper = uint64_t{1} << 30;
 
   // `native_owners`: give files their owners and make device nodes in the scratch directory
   // itself (needs root); else keep them as overrides (see scratch_dir.h).
@@ -133,7 +140,9 @@ class WritableTree {
   int Fsync(Ino ino, bool datasync);
   int Fallocate(Ino ino, int mode, off_t offset, off_t length);
 
-  int OpenDir(Ino ino, DirList* out);
+  // Appends to `out` at most `max` entries of directory `ino` from listing offset `offset` on
+  // (not "." and ".."): ENOTDIR, or ENOENT for a directory removed meanwhile.
+  int ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out);
 
   int GetXattr(Ino ino, std::string_view name, std::string* value);
   int ListXattr(Ino ino, std::string* names);
@@ -168,7 +177,7 @@ class WritableTree {
   uint32_t LowerDir(Ino dir) const;
   uint32_t LowerChild(Ino dir, std::string_view name) const;
   bool DirEmpty(Ino dir) const;
-  void ListDir(Ino dir, std::vector<DirItem>* out) const;
+  int ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<DirItem>* out) const;
   int StatLocked(Ino ino, struct stat* out) const;
   int UpperStat(Inode* in, struct stat* out) const;
   nlink_t CountSubdirs(const Inode* dir) const;

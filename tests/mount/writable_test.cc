@@ -255,6 +255,29 @@ TEST_CASE("writable: readdir lists . and .. and every name once", "[writable]") 
   CHECK(ListAll(m.P("fresh")).count("file-with-a-long-name-299") == 1);
 }
 
+TEST_CASE("writable: removing entries while listing skips none of the others", "[writable]") {
+  // Names of the image and names made through the mount, in one directory of several READDIR
+  // replies; each batch readdir(3) returns is removed before it reads on, as `rm -r` does.
+  TarWriter image;
+  image.Dir("d");
+  for (int i = 0; i < 200; ++i) image.File("d/image-file-" + std::to_string(i), "x");
+  TestMount m({image.Finish()});
+  for (int i = 0; i < 200; ++i) REQUIRE(Write(m.P("d/made-file-" + std::to_string(i)), "") == 0);
+  DIR* d = ::opendir(m.P("d").c_str());
+  REQUIRE(d != nullptr);
+  std::set<std::string> removed;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    CHECK(removed.insert(name).second);  // never listed twice
+    CHECK(::unlink(m.P("d/" + name).c_str()) == 0);
+  }
+  ::closedir(d);
+  CHECK(removed.size() == 400);
+  CHECK(List(m.P("d")).empty());
+  CHECK(::rmdir(m.P("d").c_str()) == 0);
+}
+
 TEST_CASE("writable: a directory deleted and made again is opaque", "[writable]") {
   TestMount m(BaseImage());
   CHECK(RunShell("rm -rf " + ShellQuote(m.P("usr/lib"))) == 0);
