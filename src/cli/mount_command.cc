@@ -17,6 +17,7 @@
 #include "fuse/preflight.h"
 #include "fuse/session.h"
 #include "scratch/scratch_dir.h"
+#include "tree/image_tree.h"
 #include "tree/writable_tree.h"
 
 namespace layerfs {
@@ -70,24 +71,27 @@ int RunMount(const MountArgs& args) {
   // Indexing a large layer leaves freed heap behind; give it back before the daemon forks off with
   // a copy of this address space.
   ::malloc_trim(0);
-  std::unique_ptr<WritableTree> writable;
-  if (!read_only) {
+  std::unique_ptr<MountTree> tree;
+  if (read_only) {
+    tree = std::make_unique<ImageTree>(opened.tree);
+  } else {
     std::vector<std::string> layer_ids;
     for (const Layer& l : opened.layers) layer_ids.push_back(l.index.diff_id().str());
     auto scratch = args.scratch.empty() ? ScratchDir::CreateEphemeral(layer_ids)
                                         : ScratchDir::Open(args.scratch, layer_ids);
     if (!scratch.ok()) return Fail(scratch.status());
-    writable = std::make_unique<WritableTree>(opened.tree, std::move(*scratch), native_owners);
+    auto writable = std::make_unique<WritableTree>(opened.tree, std::move(*scratch), native_owners);
     Status loaded = writable->Load();
     if (!loaded.ok()) return Fail(loaded);
     LogInfo("scratch directory {} (owners kept {})", writable->scratch().path(),
             native_owners ? "natively" : "in xattrs");
+    tree = std::move(writable);
   }
   if (!fs_options.uid_map.identity() || !fs_options.gid_map.identity()) {
     LogInfo("owners shown: users {}, groups {}", fs_options.uid_map.Describe(),
             fs_options.gid_map.Describe());
   }
-  Filesystem fs(opened.tree, fs_options, writable.get());
+  Filesystem fs(*tree, fs_options);
   mount.fsname = opened.spec.location;
   Status s = ServeMount(&fs, mount);
   if (!s.ok()) return Fail(s);

@@ -1,21 +1,15 @@
-// Filesystem: the state a mounted image serves FUSE requests from (the session's userdata).
+// Filesystem: what a mount's FUSE operations serve from (the session's userdata): the tree of the
+// mount, and the options that shape the replies.
 //
-// It owns nothing of the image itself: the merged tree and the layers are built before the mount
-// and outlive the session. What it adds is the per-inode lookup counts the kernel's FORGET
-// requests settle, and the mount's options.
+// It owns nothing of the image itself: the tree, the merged tree and the layers are built before
+// the mount and outlive the session.
 #ifndef LAYERFS_FUSE_FILESYSTEM_H_
 #define LAYERFS_FUSE_FILESYSTEM_H_
 
-#include <atomic>
-#include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <mutex>
-#include <unordered_map>
+#include <sys/stat.h>
 
 #include "base/id_map.h"
-#include "tree/merged_tree.h"
-#include "tree/writable_tree.h"
+#include "tree/mount_tree.h"
 
 namespace layerfs {
 
@@ -34,11 +28,13 @@ struct FsOptions {
 
 class Filesystem {
  public:
-  // `writable`: the scratch layer of a writable mount, or null for a read-only one.
-  Filesystem(const MergedTree& tree, FsOptions options, WritableTree* writable = nullptr);
+  Filesystem(MountTree& tree, FsOptions options)
+      : tree_(tree),
+        options_(options),
+        ids_mapped_(!options_.uid_map.identity() || !options_.gid_map.identity()) {}
 
-  const MergedTree& tree() const { return tree_; }
-  WritableTree* writable() const { return writable_; }
+  MountTree& tree() const { return tree_; }
+  const MergedTree& image() const { return tree_.image(); }
   const FsOptions& options() const { return options_; }
 
   // Turns the image's owners in `st` into the ids the mount shows.
@@ -49,30 +45,10 @@ class Filesystem {
     }
   }
 
-  // Lookup counts, by node. The kernel holds `count` references to the inode after a reply that
-  // carries it; FORGET gives them back. REQUIRES: node < tree().node_count().
-  void AddLookup(uint32_t node) { Count(node).fetch_add(1, std::memory_order_relaxed); }
-  // Returns false (and leaves the count at 0) if the kernel forgot more than it looked up.
-  bool Forget(uint32_t node, uint64_t count);
-
-  uint64_t LookupCount(uint32_t node) const {
-    return std::atomic_ref<uint64_t>(nlookup_.get()[node]).load(std::memory_order_relaxed);
-  }
-
  private:
-  struct Free {
-    void operator()(uint64_t* p) const { std::free(p); }
-  };
-  std::atomic_ref<uint64_t> Count(uint32_t node) const {
-    return std::atomic_ref<uint64_t>(nlookup_.get()[node]);
-  }
-
-  const MergedTree& tree_;
+  MountTree& tree_;
   FsOptions options_;
   bool ids_mapped_;
-  WritableTree* writable_;
-  // calloc'd: pages stay unallocated zero pages until an inode is first looked up.
-  std::unique_ptr<uint64_t, Free> nlookup_;
 };
 
 }  // namespace layerfs

@@ -1,13 +1,11 @@
-// Each operation decodes its request, asks the merged tree or the layer reader one question, and
-// ends in exactly one fuse_reply_*. No exception leaves an operation: Guarded() turns one into an
-// error reply.
-//
-// Inode numbers: ino = node + 1, where node is the merged-tree node that stands for the inode
-// (MergedTree::InodeOf), so FUSE_ROOT_ID (1) is the root node 0. Inodes live as long as the mount,
-// so FORGET only settles the lookup counts.
+// The FUSE low-level operations of every layerfs mount. Each decodes its request, makes one call
+// of the mount's MountTree (tree/mount_tree.h: read-only or writable, the operations do not know
+// which) and ends in exactly one fuse_reply_*. No exception leaves an operation: Guarded() turns
+// one into an error reply. Owners cross here: the tree speaks the image's ids, the kernel the
+// host's (FsOptions::uid_map, gid_map).
 #include "fuse/ops.h"
-#include "fuse/op_util.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -16,31 +14,31 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/log.h"
-#include "base/path.h"
 #include "fuse/filesystem.h"
 #include "index/layer_data.h"
 
 namespace layerfs {
 namespace {
 
-// The node an inode number stands for, or kNoNode for a number this mount never handed out.
-uint32_t NodeOf(const Filesystem& fs, fuse_ino_t ino) {
-  if (ino == 0 || ino > fs.tree().node_count()) return MergedTree::kNoNode;
-  return static_cast<uint32_t>(ino - 1);
-}
+inline Filesystem& Fs(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
-void FillEntry(const Filesystem& fs, uint32_t node, fuse_entry_param* e) {
-  std::memset(e, 0, sizeof(*e));
-  fs.tree().Stat(node, &e->attr);
-  fs.ShowIds(&e->attr);
-  e->ino = e->attr.st_ino;
-  e->generation = 1;
-  e->attr_timeout = fs.options().attr_timeout;
-  e->entry_timeout = fs.options().entry_timeout;
+// Runs one operation; an exception becomes an error reply (nothing may unwind into libfuse).
+template <typename F>
+void Guarded(fuse_req_t req, const char* op, F&& body) noexcept {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    LogError("{}: out of memory", op);
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& e) {
+    LogError("{}: {}", op, e.what());
+    fuse_reply_err(req, EIO);
+  }
 }
 
 // Zeros for the holes of sparse files: an untouched anonymous mapping reads as the shared zero
@@ -59,8 +57,7 @@ const char* ZeroPages(size_t size) {
 // a splice through a pipe (about 10% off reading every file of a typical image).
 constexpr size_t kCopyReadMax = 64u << 10;
 
-}  // namespace
-
+// Replies with `size` bytes of `fd` at `pos`: copied when small, spliced when large.
 void ReplyFdRead(fuse_req_t req, int fd, off_t pos, size_t size) {
   if (size <= kCopyReadMax) {
     thread_local std::vector<char> copy(kCopyReadMax);
@@ -78,14 +75,14 @@ void ReplyFdRead(fuse_req_t req, int fd, off_t pos, size_t size) {
 }
 
 void ReplyImageRead(fuse_req_t req, Filesystem& fs, uint32_t node, size_t size, off_t off) {
-  const IndexEntry& e = fs.tree().EntryOf(node);
+  const IndexEntry& e = fs.image().EntryOf(node);
   if (static_cast<EntryType>(e.type) != EntryType::kRegular) {
     return (void)fuse_reply_err(req, static_cast<EntryType>(e.type) == EntryType::kDirectory
                                          ? EISDIR
                                          : EINVAL);
   }
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
-  const Layer& layer = fs.tree().layer(fs.tree().LayerOf(node));
+  const Layer& layer = fs.image().layer(fs.image().LayerOf(node));
   if (!layer.data->Intact()) return (void)fuse_reply_err(req, EIO);
   thread_local std::vector<ReadSegment> segments;
   segments.clear();
@@ -145,8 +142,8 @@ void ReplyImageRead(fuse_req_t req, Filesystem& fs, uint32_t node, size_t size, 
 void ReplyImageLseek(fuse_req_t req, Filesystem& fs, uint32_t node, off_t off, int whence) {
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
-  const LayerIndex& ix = fs.tree().layer(fs.tree().LayerOf(node)).index;
-  auto pos = SeekEntry(ix, fs.tree().EntryOf(node), static_cast<uint64_t>(off), whence);
+  const LayerIndex& ix = fs.image().layer(fs.image().LayerOf(node)).index;
+  auto pos = SeekEntry(ix, fs.image().EntryOf(node), static_cast<uint64_t>(off), whence);
   if (!pos.ok()) return (void)fuse_reply_err(req, pos.status().code());
   fuse_reply_lseek(req, static_cast<off_t>(*pos));
 }
@@ -173,171 +170,304 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // to a copy through a freshly allocated buffer.
   conn->max_write = 512u << 10;
   conn->max_readahead = 4u << 20;
-  // Writable mounts answer OPEN with ENOSYS: O_TRUNC must come as a SETATTR, not with the OPEN.
-  if (fs.writable() != nullptr) conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  // OPEN is answered ENOSYS: O_TRUNC must come as a SETATTR, not with the OPEN.
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
   // The kernel clears setuid/setgid bits on write, truncate and chown, as it would for a local
   // file system (it knows whether the writer may keep them), and sends the change as a SETATTR.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 }
 
-namespace {
+static_assert(MountTree::kSetMode == FUSE_SET_ATTR_MODE);
+static_assert(MountTree::kSetUid == FUSE_SET_ATTR_UID);
+static_assert(MountTree::kSetGid == FUSE_SET_ATTR_GID);
+static_assert(MountTree::kSetSize == FUSE_SET_ATTR_SIZE);
+static_assert(MountTree::kSetAtime == FUSE_SET_ATTR_ATIME);
+static_assert(MountTree::kSetMtime == FUSE_SET_ATTR_MTIME);
+static_assert(MountTree::kSetAtimeNow == FUSE_SET_ATTR_ATIME_NOW);
+static_assert(MountTree::kSetMtimeNow == FUSE_SET_ATTR_MTIME_NOW);
+static_assert(MountTree::kSetCtime == FUSE_SET_ATTR_CTIME);
+
+MountTree& Tree(fuse_req_t req) { return Fs(req).tree(); }
+// The caller of a request, in the image's ids (a host id the mount does not map stands for the
+// overflow id, as the kernel does for ids a user namespace does not map).
+MountTree::Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  const FsOptions& o = Fs(req).options();
+  return {o.uid_map.ToImage(ctx->uid).value_or(IdMap::kOverflowId),
+          o.gid_map.ToImage(ctx->gid).value_or(IdMap::kOverflowId)};
+}
+
+// Turns one id of a chown (a uid or a gid, as `map` says) into the image's, in place: 0, or
+// EINVAL for an id the mount does not map (as chown(2) answers for an id outside the caller's
+// user namespace). Under --owner=self every file shows as the caller's, so a chown to the caller
+// changes nothing: `flag` is dropped from `to_set`.
+template <typename Id>
+int IdToImage(const IdMap& map, int flag, Id* id, int* to_set) {
+  if (!(*to_set & flag)) return 0;
+  if (map.squashes() && map.ToHost(0) == *id) {
+    *to_set &= ~flag;
+  } else if (auto image_id = map.ToImage(*id)) {
+    *id = *image_id;
+  } else {
+    return EINVAL;
+  }
+  return 0;
+}
+
+// The owner of a chown, in the image's ids.
+int ChownToImage(const FsOptions& o, struct stat* attr, int* to_set) {
+  if (int err = IdToImage(o.uid_map, FUSE_SET_ATTR_UID, &attr->st_uid, to_set)) return err;
+  return IdToImage(o.gid_map, FUSE_SET_ATTR_GID, &attr->st_gid, to_set);
+}
+
+fuse_entry_param EntryOf(const Filesystem& fs, const struct stat& st) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof(e));
+  e.ino = st.st_ino;
+  e.attr = st;
+  fs.ShowIds(&e.attr);
+  e.generation = 1;
+  e.attr_timeout = fs.options().attr_timeout;
+  e.entry_timeout = fs.options().entry_timeout;
+  return e;
+}
+
+// An entry reply for an inode the tree has counted a lookup of: given back if the reply fails
+// (the request was interrupted), as the kernel then holds no reference.
+void ReplyEntry(fuse_req_t req, const struct stat& st) {
+  Filesystem& fs = Fs(req);
+  fuse_entry_param e = EntryOf(fs, st);
+  if (fuse_reply_entry(req, &e) != 0) fs.tree().Forget(e.ino, 1);
+}
+
+void ReplyEntryOrErr(fuse_req_t req, int err, const struct stat& st) {
+  if (err != 0) return (void)fuse_reply_err(req, err);
+  ReplyEntry(req, st);
+}
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guarded(req, "lookup", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t dir = NodeOf(fs, parent);
-    if (dir == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    if (!fs.tree().IsDir(dir)) return (void)fuse_reply_err(req, ENOTDIR);
-    std::string_view n(name);
-    if (n.size() > kNameMax) return (void)fuse_reply_err(req, ENAMETOOLONG);
-    uint32_t child = fs.tree().Lookup(dir, n);
-    fuse_entry_param e;
-    if (child == MergedTree::kNoNode) {
-      // A negative entry: the kernel caches the absence as long as it would the name.
+    struct stat st;
+    int err = Tree(req).Lookup(parent, name, &st);
+    if (err == ENOENT) {
+      // A negative entry: the kernel drops it itself when the name is created through the mount.
+      fuse_entry_param e;
       std::memset(&e, 0, sizeof(e));
-      e.entry_timeout = fs.options().entry_timeout;
-      fuse_reply_entry(req, &e);
-      return;
+      e.entry_timeout = Fs(req).options().entry_timeout;
+      return (void)fuse_reply_entry(req, &e);
     }
-    FillEntry(fs, child, &e);
-    fs.AddLookup(fs.tree().InodeOf(child));
-    if (fuse_reply_entry(req, &e) != 0) fs.Forget(fs.tree().InodeOf(child), 1);
+    ReplyEntryOrErr(req, err, st);
   });
 }
 
-void ForgetOne(Filesystem& fs, fuse_ino_t ino, uint64_t count) {
-  uint32_t node = NodeOf(fs, ino);
-  if (node == MergedTree::kNoNode) {
-    LogError("forget of unknown inode {}", ino);
-    return;
-  }
-  if (!fs.Forget(node, count)) {
-    LogError("inode {}: the kernel forgot more lookups than it was given", ino);
-  }
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t count) {
+  Tree(req).Forget(ino, count);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  MountTree& tree = Tree(req);
+  for (size_t i = 0; i < count; ++i) tree.Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Guarded(req, "getattr", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
     struct stat st;
-    fs.tree().Stat(node, &st);
-    fs.ShowIds(&st);
-    fuse_reply_attr(req, &st, fs.options().attr_timeout);
+    if (int err = Tree(req).GetAttr(ino, &st)) return (void)fuse_reply_err(req, err);
+    Fs(req).ShowIds(&st);
+    fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
+  });
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  Guarded(req, "setattr", [&] {
+    struct stat st;
+    if (int err = ChownToImage(Fs(req).options(), attr, &to_set)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    if (int err = Tree(req).SetAttr(ino, *attr, to_set, &st)) {
+      return (void)fuse_reply_err(req, err);
+    }
+    Fs(req).ShowIds(&st);
+    fuse_reply_attr(req, &st, Fs(req).options().attr_timeout);
   });
 }
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   Guarded(req, "readlink", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    if (static_cast<EntryType>(fs.tree().EntryOf(node).type) != EntryType::kSymlink) {
-      return (void)fuse_reply_err(req, EINVAL);
-    }
-    std::string target(fs.tree().LinkTarget(node));
+    std::string target;
+    if (int err = Tree(req).Readlink(ino, &target)) return (void)fuse_reply_err(req, err);
     fuse_reply_readlink(req, target.c_str());
   });
 }
 
-void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Guarded(req, "open", [&] {
-    Filesystem& fs = Fs(req);
-    if (fs.options().read_only) {
-      // Stateless reads: ENOSYS tells the kernel to stop sending OPEN and RELEASE for this mount
-      // and to keep the page cache of every file (FOPEN_KEEP_CACHE), one round trip per open saved.
-      return (void)fuse_reply_err(req, ENOSYS);
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Guarded(req, "mknod", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Mknod(parent, name, mode, rdev, CallerOf(req), &st), st);
+  });
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Guarded(req, "mkdir", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Mkdir(parent, name, mode, CallerOf(req), &st), st);
+  });
+}
+
+void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  Guarded(req, "symlink", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Symlink(parent, name, target, CallerOf(req), &st), st);
+  });
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  Guarded(req, "link", [&] {
+    struct stat st;
+    ReplyEntryOrErr(req, Tree(req).Link(ino, parent, name, &st), st);
+  });
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "unlink", [&] { fuse_reply_err(req, Tree(req).Unlink(parent, name)); });
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "rmdir", [&] { fuse_reply_err(req, Tree(req).Rmdir(parent, name)); });
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+              const char* new_name, unsigned flags) {
+  Guarded(req, "rename", [&] {
+    fuse_reply_err(req, Tree(req).Rename(parent, name, new_parent, new_name, flags));
+  });
+}
+
+// Files are not opened: ENOSYS makes the kernel stop sending OPEN (and RELEASE) for this mount and
+// keep every file's page cache, which stays right because every change goes through this mount.
+// Reads and writes then name the inode, and O_TRUNC arrives as a SETATTR of the size.
+void OpOpen(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  Guarded(req, "create", [&] {
+    struct stat st;
+    if (int err = Tree(req).Create(parent, name, mode, CallerOf(req), &st)) {
+      return (void)fuse_reply_err(req, err);
     }
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-      return (void)fuse_reply_err(req, EROFS);
-    }
+    fuse_entry_param e = EntryOf(Fs(req), st);
+    fi->fh = 0;
     fi->keep_cache = 1;
-    fuse_reply_open(req, fi);
+    if (fuse_reply_create(req, &e, fi) != 0) Tree(req).Forget(e.ino, 1);
   });
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   Guarded(req, "read", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    ReplyImageRead(req, fs, node, size, off);
+    MountTree::ReadSource src;
+    if (int err = Tree(req).ReadFrom(ino, &src)) return (void)fuse_reply_err(req, err);
+    if (src.fd) return ReplyFdRead(req, src.fd.get(), off, size);
+    if (src.node == MergedTree::kNoNode) return (void)fuse_reply_err(req, EIO);
+    ReplyImageRead(req, Fs(req), src.node, size, off);
   });
 }
 
-void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Guarded(req, "opendir", [&] {
-    Filesystem& fs = Fs(req);
-    if (fs.options().read_only) {
-      // As for open: no OPENDIR/RELEASEDIR round trips, and the kernel caches listings.
-      return (void)fuse_reply_err(req, ENOSYS);
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info*) {
+  Guarded(req, "write", [&] {
+    size_t written = 0;
+    if (int err = Tree(req).Write(ino, buf, size, off, &written)) {
+      return (void)fuse_reply_err(req, err);
     }
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    if (!fs.tree().IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
-    fi->cache_readdir = 1;
-    fi->keep_cache = 1;
-    fuse_reply_open(req, fi);
+    fuse_reply_write(req, written);
   });
 }
 
-// Directory offsets: 0 is the start, 1 follows ".", 2 follows "..", 3 + i follows child i. They
-// stay valid for the life of the mount because the children never change.
+// Nothing is buffered here, so there is nothing to flush at close: ENOSYS tells the kernel to stop
+// sending FLUSH, one round trip per close saved.
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  Guarded(req, "fsync", [&] { fuse_reply_err(req, Tree(req).Fsync(ino, datasync != 0)); });
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info*) {
+  Guarded(req, "fallocate", [&] {
+    fuse_reply_err(req, Tree(req).Fallocate(ino, mode, offset, length));
+  });
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  Guarded(req, "lseek", [&] {
+    MountTree::ReadSource src;
+    if (int err = Tree(req).ReadFrom(ino, &src)) return (void)fuse_reply_err(req, err);
+    if (src.fd) {
+      off_t pos = ::lseek(src.fd.get(), off, whence);
+      if (pos < 0) return (void)fuse_reply_err(req, errno);
+      return (void)fuse_reply_lseek(req, pos);
+    }
+    if (src.node == MergedTree::kNoNode) return (void)fuse_reply_err(req, EIO);
+    ReplyImageLseek(req, Fs(req), src.node, off, whence);
+  });
+}
+
+// Offsets are the tree's listing offsets (MountTree::DirItem): no handle, so OPENDIR and
+// RELEASEDIR are not needed. Answered ENOSYS, the kernel stops sending them and caches listings,
+// dropping them itself when the directory changes through this mount.
 void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Filesystem& fs = Fs(req);
-  const MergedTree& tree = fs.tree();
-  uint32_t node = NodeOf(fs, ino);
-  if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-  if (!tree.IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
+  MountTree& tree = fs.tree();
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
-  std::vector<char> buf(size);
+  // As many entries as could fit: a FUSE_DIRENTPLUS is at least 152 bytes, a FUSE_DIRENT 32.
+  const size_t max = size / (plus ? 152 : 32) + 1;
+  thread_local std::vector<MountTree::DirItem> items;
+  items.clear();
+  if (int err = tree.ReadDir(ino, static_cast<uint64_t>(off), max, &items)) {
+    return (void)fuse_reply_err(req, err);
+  }
+  thread_local std::vector<char> buf;
+  buf.resize(size);
   size_t used = 0;
-  auto children = tree.Children(node);
-  const uint64_t end = 2 + children.size();
-  for (uint64_t pos = static_cast<uint64_t>(off); pos < end; ++pos) {
-    uint32_t child;
-    const char* name;
-    std::string name_storage;
-    if (pos == 0) {
-      child = node;
-      name = ".";
-    } else if (pos == 1) {
-      child = tree.Parent(node);
-      name = "..";
-    } else {
-      child = children[pos - 2];
-      name_storage = tree.Name(child);
-      name = name_storage.c_str();
-    }
-    const off_t next = static_cast<off_t>(pos + 1);
+  for (const MountTree::DirItem& item : items) {
+    const off_t next = static_cast<off_t>(item.next);
+    const bool dot = item.next <= MountTree::kListFirst;  // "." and ".."
     size_t need;
     if (plus) {
       fuse_entry_param e;
-      FillEntry(fs, child, &e);
-      // "." and ".." carry attributes only: the kernel takes no reference on them.
-      if (pos < 2) e.ino = 0;
-      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
-      if (need > size - used) break;
-      if (pos >= 2) fs.AddLookup(tree.InodeOf(child));
+      std::memset(&e, 0, sizeof(e));
+      if (!dot) {
+        // An entry removed since it was listed is left out.
+        struct stat st;
+        if (tree.GetAttr(item.ino, &st, /*count=*/true) != 0) continue;
+        e = EntryOf(fs, st);
+      } else {
+        // "." and ".." carry no attributes (the kernel takes no reference on them), but a
+        // directory entry with inode number 0 is one readdir(3) skips.
+        e.attr.st_mode = S_IFDIR;
+        e.attr.st_ino = item.ino;
+      }
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, item.name.c_str(), &e,
+                                    next);
+      if (need > size - used) {
+        if (!dot) tree.Forget(item.ino, 1);
+        break;
+      }
     } else {
       struct stat st = {};
-      st.st_ino = tree.InodeOf(child) + 1;
-      st.st_mode = tree.IsDir(child) ? S_IFDIR : 0;
-      if (!tree.IsDir(child)) {
-        struct stat full;
-        tree.Stat(child, &full);
-        st.st_mode = full.st_mode;
-      }
-      need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      st.st_ino = item.ino;
+      st.st_mode = item.type;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, item.name.c_str(), &st, next);
       if (need > size - used) break;
     }
     used += need;
   }
   fuse_reply_buf(req, buf.data(), used);
 }
+
+void OpOpendir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, ENOSYS); }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   Guarded(req, "readdir", [&] { ReadDir(req, ino, size, off, false); });
@@ -347,102 +477,96 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   Guarded(req, "readdirplus", [&] { ReadDir(req, ino, size, off, true); });
 }
 
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
   Guarded(req, "statfs", [&] {
-    Filesystem& fs = Fs(req);
-    struct statvfs sv = {};
-    uint64_t bytes = 0;
-    for (const Layer& l : fs.tree().layers()) bytes += l.index.header().regular_bytes;
-    sv.f_bsize = 4096;
-    sv.f_frsize = 4096;
-    sv.f_blocks = (bytes + 4095) / 4096;
-    sv.f_files = fs.tree().visible_count();
-    sv.f_namemax = kNameMax;
+    struct statvfs sv;
+    if (int err = Tree(req).Statfs(&sv)) return (void)fuse_reply_err(req, err);
     fuse_reply_statfs(req, &sv);
   });
 }
 
+void ReplyXattrValue(fuse_req_t req, const std::string& value, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+  if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value.data(), value.size());
+}
+
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Guarded(req, "getxattr", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    const IndexEntry& e = fs.tree().EntryOf(node);
-    const LayerIndex& ix = fs.tree().layer(fs.tree().LayerOf(node)).index;
-    for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-      if (ix.xattr_name(e, k) != name) continue;
-      std::string_view value = ix.xattr_value(e, k);
-      if (size == 0) return (void)fuse_reply_xattr(req, value.size());
-      if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
-      return (void)fuse_reply_buf(req, value.data(), value.size());
-    }
-    fuse_reply_err(req, ENODATA);
+    std::string value;
+    if (int err = Tree(req).GetXattr(ino, name, &value)) return (void)fuse_reply_err(req, err);
+    ReplyXattrValue(req, value, size);
   });
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Guarded(req, "listxattr", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    const IndexEntry& e = fs.tree().EntryOf(node);
-    const LayerIndex& ix = fs.tree().layer(fs.tree().LayerOf(node)).index;
     std::string names;
-    for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-      names += ix.xattr_name(e, k);
-      names += '\0';
-    }
-    if (size == 0) return (void)fuse_reply_xattr(req, names.size());
-    if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
-    fuse_reply_buf(req, names.data(), names.size());
+    if (int err = Tree(req).ListXattr(ino, &names)) return (void)fuse_reply_err(req, err);
+    ReplyXattrValue(req, names, size);
   });
 }
 
-void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
-  Guarded(req, "access", [&] {
-    Filesystem& fs = Fs(req);
-    if (NodeOf(fs, ino) == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    // Permission bits are checked by the kernel (default_permissions); what is left is the
-    // read-only mount.
-    fuse_reply_err(req, (mask & W_OK) && fs.options().read_only ? EROFS : 0);
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  Guarded(req, "setxattr", [&] {
+    fuse_reply_err(req, Tree(req).SetXattr(ino, name, std::string_view(value, size), flags));
   });
 }
 
-void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  Guarded(req, "lseek", [&] {
-    Filesystem& fs = Fs(req);
-    uint32_t node = NodeOf(fs, ino);
-    if (node == MergedTree::kNoNode) return (void)fuse_reply_err(req, ESTALE);
-    ReplyImageLseek(req, fs, node, off, whence);
-  });
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Guarded(req, "removexattr", [&] { fuse_reply_err(req, Tree(req).RemoveXattr(ino, name)); });
+}
+
+void OpAccess(fuse_req_t req, fuse_ino_t, int) {
+  // Permission bits are checked by the kernel (default_permissions).
+  fuse_reply_err(req, 0);
 }
 
 fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops = {};
   ops.init = OpInit;
   ops.lookup = OpLookup;
-  ops.forget = OpForgetWith<ForgetOne>;
-  ops.forget_multi = OpForgetMultiWith<ForgetOne>;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
   ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
   ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.link = OpLink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
   ops.open = OpOpen;
+  ops.create = OpCreate;
   ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.fsync = OpFsync;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;
+  ops.fsyncdir = OpFsyncdir;
   ops.statfs = OpStatfs;
   ops.getxattr = OpGetxattr;
   ops.listxattr = OpListxattr;
+  ops.setxattr = OpSetxattr;
+  ops.removexattr = OpRemovexattr;
   ops.access = OpAccess;
-  ops.lseek = OpLseek;
   return ops;
 }
 
 }  // namespace
 
-const fuse_lowlevel_ops& LayerfsOps(bool writable) {
-  static const fuse_lowlevel_ops read_only = MakeOps();
-  return writable ? WritableOps() : read_only;
+const fuse_lowlevel_ops& LayerfsOps() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
 }
 
 }  // namespace layerfs

@@ -7,8 +7,8 @@
 
 namespace layerfs {
 
-// The operation table; the session's userdata is a Filesystem*.
-const fuse_lowlevel_ops& LayerfsOps(bool writable);
+// The operation table of every mount; the session's userdata is a Filesystem*.
+const fuse_lowlevel_ops& LayerfsOps();
 
 }  // namespace layerfs
 

@@ -67,7 +67,7 @@ Result<std::unique_ptr<Session>> Session::Create(Filesystem* fs, const MountOpti
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   StderrCapture capture;
-  const fuse_lowlevel_ops ops = CountedOps(LayerfsOps(fs->writable() != nullptr));
+  const fuse_lowlevel_ops ops = CountedOps(LayerfsOps());
   fuse_session* se = fuse_session_new(&args, &ops, sizeof(ops), fs);
   fuse_opt_free_args(&args);
   std::string reason = capture.Finish();

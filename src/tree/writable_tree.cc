@@ -146,6 +146,7 @@ struct WritableTree::Inode {
 
 WritableTree::WritableTree(const MergedTree& tree, ScratchDir scratch, bool native_owners)
     : tree_(tree),
+      image_lookups_(tree.node_count()),
       scratch_(std::move(scratch)),
       native_ids_(native_owners),
       image_(new std::atomic<Inode*>[tree.node_count()]()),
@@ -686,14 +687,14 @@ int WritableTree::Lookup(Ino parent, std::string_view name, struct stat* out) {
     return is_dir ? ENOENT : ENOTDIR;
   }
   if (int err = StatLocked(ino, out)) return err;
-  if (!IsImageIno(ino)) Find(ino)->nlookup.fetch_add(1);
+  CountLookup(ino);
   return 0;
 }
 
 int WritableTree::GetAttr(Ino ino, struct stat* out, bool count) {
   std::shared_lock lock(mu_);
   if (int err = StatLocked(ino, out)) return err;
-  if (count && !IsImageIno(ino)) Find(ino)->nlookup.fetch_add(1);
+  if (count) CountLookup(ino);
   return 0;
 }
 
@@ -705,8 +706,21 @@ void WritableTree::ForgetImage(Ino ino) {
   if (in->gone) in->orphan.reset();
 }
 
+void WritableTree::CountLookup(Ino ino) {
+  if (IsImageIno(ino)) {
+    image_lookups_.Add(ImageNode(ino));
+  } else {
+    Find(ino)->nlookup.fetch_add(1);
+  }
+}
+
 void WritableTree::Forget(Ino ino, uint64_t count) {
-  if (IsImageIno(ino)) return;
+  if (IsImageIno(ino)) {
+    bool underflow = false;
+    if (image_lookups_.Forget(ImageNode(ino), count, &underflow) == 0) ForgetImage(ino);
+    if (underflow) LogError("inode {}: the kernel forgot more lookups than it was given", ino);
+    return;
+  }
   std::unique_lock lock(mu_);
   Inode* in = Find(ino);
   if (in == nullptr) return;
@@ -881,7 +895,7 @@ int WritableTree::Link(Ino ino, Ino parent, std::string_view name_view, struct s
   in->names.push_back(Name{p, name});
   p->dir->Put(name, in);
   if (int err = StatLocked(in->ino, out)) return err;
-  if (!IsImageIno(in->ino)) in->nlookup.fetch_add(1);
+  CountLookup(in->ino);
   return 0;
 }
 
@@ -1204,7 +1218,14 @@ int WritableTree::SetAttr(Ino ino, const struct stat& attr, int to_set, struct s
 
 int WritableTree::ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out) {
   std::shared_lock lock(mu_);
-  return ListFrom(ino, offset, max, out);
+  // "." and ".." first; ".." shows the directory's own number, as the kernel ignores it.
+  const size_t dots = offset == 0 ? 2 : offset == 1 ? 1 : 0;
+  std::vector<DirItem> items;
+  if (int err = ListFrom(ino, offset, max > dots ? max - dots : 1, &items)) return err;
+  if (offset == 0) out->push_back({".", ino, S_IFDIR, 1});
+  if (offset <= 1) out->push_back({"..", ino, S_IFDIR, kListFirst});
+  for (DirItem& item : items) out->push_back(std::move(item));
+  return 0;
 }
 
 // ---- xattrs ----

@@ -45,57 +45,17 @@
 
 #include "base/unique_fd.h"
 #include "scratch/scratch_dir.h"
+#include "tree/image_lookups.h"
 #include "tree/merged_tree.h"
+#include "tree/mount_tree.h"
 
 namespace layerfs {
 
 struct XattrTarget;
 
-class WritableTree {
+class WritableTree final : public MountTree {
  public:
-  using Ino = uint64_t;
-
-  // Which attributes SetAttr changes (the values of FUSE_SET_ATTR_*).
-  enum SetAttrBits : int {
-    kSetMode = 1 << 0,
-    kSetUid = 1 << 1,
-    kSetGid = 1 << 2,
-    kSetSize = 1 << 3,
-    kSetAtime = 1 << 4,
-    kSetMtime = 1 << 5,
-    kSetAtimeNow = 1 << 7,
-    kSetMtimeNow = 1 << 8,
-    kSetCtime = 1 << 10,
-  };
-
-  // Who is asking: owner of what they create. `umask` is applied by the kernel already.
-  struct Caller {
-    uid_t uid = 0;
-    gid_t gid = 0;
-  };
-
   struct Inode;
-  // Where the bytes of a read come from: the upper file (`fd`, open for this read), or else the
-  // image node `node` (MergedTree::LayerOf/EntryOf) the content still comes from.
-  struct ReadSource {
-    UniqueFd fd;
-    uint32_t node = MergedTree::kNoNode;
-  };
-  // One entry of a listing, and the offset that follows it (readdir's cookie).
-  struct DirItem {
-    std::string name;
-    Ino ino;
-    mode_t type;
-    uint64_t next;
-  };
-  // Listing offsets, stable while the directory changes, so that a listing needs no handle: 0
-  // and 1 are "." and "..", kListFirst + i the i-th name of the image directory merged below
-  // (unless hidden), kListFirst + kListUpper + k the k-th name made in the scratch directory that
-  // the image directory does not have. An entry removed meanwhile moves no other, and a new one is
-  // listed after every name made before it (below 2^31, for 32-bit programs, until 2^30 names
-  // were made in one directory).
-  static constexpr uint64_t kListFirst = 2;
-  static constexpr uint64_t kListUpper = uint64_t{1} << 30;
 
   // `native_owners`: give files their owners and make device nodes in the scratch directory
   // itself (needs root); else keep them as overrides (see scratch_dir.h).
@@ -111,54 +71,50 @@ class WritableTree {
   ScratchDir& scratch() { return scratch_; }
   bool IsImageIno(Ino ino) const { return ino >= 1 && ino <= tree_.node_count(); }
 
-  // Every call returns 0 or an errno value. Calls that hand out an inode (Lookup, GetAttr with
-  // `count`, and those that create) count a lookup of it when it is one made through the mount;
-  // lookups of image inodes are the caller's to count.
-  int Lookup(Ino parent, std::string_view name, struct stat* out);
-  int GetAttr(Ino ino, struct stat* out, bool count = false);
-  int SetAttr(Ino ino, const struct stat& attr, int to_set, struct stat* out);
-  int Readlink(Ino ino, std::string* target);
+  const MergedTree& image() const override { return tree_; }
+
+  int Lookup(Ino parent, std::string_view name, struct stat* out) override;
+  int GetAttr(Ino ino, struct stat* out, bool count = false) override;
+  int SetAttr(Ino ino, const struct stat& attr, int to_set, struct stat* out) override;
+  int Readlink(Ino ino, std::string* target) override;
   int Mknod(Ino parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& caller,
-            struct stat* out);
+            struct stat* out) override;
   int Mkdir(Ino parent, std::string_view name, mode_t mode, const Caller& caller,
-            struct stat* out);
+            struct stat* out) override;
   int Symlink(Ino parent, std::string_view name, std::string_view target, const Caller& caller,
-              struct stat* out);
-  int Link(Ino ino, Ino parent, std::string_view name, struct stat* out);
-  int Unlink(Ino parent, std::string_view name);
-  int Rmdir(Ino parent, std::string_view name);
+              struct stat* out) override;
+  int Link(Ino ino, Ino parent, std::string_view name, struct stat* out) override;
+  int Unlink(Ino parent, std::string_view name) override;
+  int Rmdir(Ino parent, std::string_view name) override;
   int Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
-             unsigned flags);
+             unsigned flags) override;
 
   // Files have no handles: the mount answers OPEN with ENOSYS (no round trip per open, and the
   // kernel keeps every file's page cache), and each read or write names the inode. A write copies
   // an image file up first.
   int Create(Ino parent, std::string_view name, mode_t mode, const Caller& caller,
-             struct stat* out);
-  int ReadFrom(Ino ino, ReadSource* out);
-  int Write(Ino ino, const void* data, size_t size, off_t offset, size_t* written);
-  int Fsync(Ino ino, bool datasync);
-  int Fallocate(Ino ino, int mode, off_t offset, off_t length);
+             struct stat* out) override;
+  int ReadFrom(Ino ino, ReadSource* out) override;
+  int Write(Ino ino, const void* data, size_t size, off_t offset, size_t* written) override;
+  int Fsync(Ino ino, bool datasync) override;
+  int Fallocate(Ino ino, int mode, off_t offset, off_t length) override;
 
-  // Appends to `out` at most `max` entries of directory `ino` from listing offset `offset` on
-  // (not "." and ".."): ENOTDIR, or ENOENT for a directory removed meanwhile.
-  int ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out);
+  int ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out) override;
 
-  int GetXattr(Ino ino, std::string_view name, std::string* value);
-  int ListXattr(Ino ino, std::string* names);
-  int SetXattr(Ino ino, std::string_view name, std::string_view value, int flags);
-  int RemoveXattr(Ino ino, std::string_view name);
+  int GetXattr(Ino ino, std::string_view name, std::string* value) override;
+  int ListXattr(Ino ino, std::string* names) override;
+  int SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) override;
+  int RemoveXattr(Ino ino, std::string_view name) override;
 
-  int Statfs(struct statvfs* out);
+  int Statfs(struct statvfs* out) override;
 
-  // Gives back lookups of an inode made through the mount: one with no names and no lookups (the
-  // kernel holds one while a file is open) is freed.
-  void Forget(Ino ino, uint64_t count);
-  // The kernel holds no more lookups of image inode `ino` (counted by the caller).
-  void ForgetImage(Ino ino);
-
+  // An inode made through the mount with no names and no lookups left (the kernel holds one
+  // while a file is open) is freed; a removed image file's scratch copy goes with its last lookup.
+  void Forget(Ino ino, uint64_t count) override;
 
  private:
+  // The kernel holds no more lookups of image inode `ino`.
+  void ForgetImage(Ino ino);
   struct DirState;
   struct Name {
     Inode* dir;
@@ -212,10 +168,12 @@ class WritableTree {
                   struct stat* out, UniqueFd* opened);
   void RemoveName(Inode* in, Inode* dir, std::string_view name);
   void MaybeFree(Inode* in);
+  void CountLookup(Ino ino);  // REQUIRES: mu_ held
   int LoadDir(Inode* dir, std::unordered_map<uint64_t, Inode*>* by_upper_ino);
   const std::vector<uint32_t>& LinkGroup(uint32_t inode_node);
 
   const MergedTree& tree_;
+  ImageLookups image_lookups_;  // of image inodes (those made through the mount count in Inode)
   ScratchDir scratch_;
   const bool native_ids_;  // owners and devices are kept natively, not as overrides
 
