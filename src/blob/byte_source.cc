@@ -35,8 +35,8 @@ Status FileSource::ReadAt(uint64_t offset, char* buf, size_t size) const {
   }
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(file_->get(), buf + done, size - done,
-                        static_cast<off_t>(offset_ + offset + done));
+    ssize_t n =
+        ::pread(file_->get(), buf + done, size - done, static_cast<off_t>(offset_ + offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::FromErrno(errno, "read " + name_);
     if (n == 0) return Status::Corrupt(name_ + ": blob is shorter than its index");

@@ -32,7 +32,8 @@ struct MountPlan {
   bool native_owners = false;
 };
 
-// The plan for the mount `args` asks for (its image aside), or one error naming the option at fault.
+// The plan for the mount `args` asks for (its image aside), or one error naming the option at
+// fault.
 Result<MountPlan> PlanMount(const MountArgs& args, const MountingUser& who);
 
 // Each -o argument split at its commas, empty items dropped.

@@ -101,15 +101,15 @@ Status Detach(fuse_session* se, const std::string& mountpoint) {
   std::string reason;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(pipe_fds[0], buf, sizeof(buf))) > 0) reason.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(pipe_fds[0], buf, sizeof(buf))) > 0)
+    reason.append(buf, static_cast<size_t>(n));
   ::close(pipe_fds[0]);
   reason = OneLine(std::move(reason));
   ::waitpid(pid, nullptr, 0);
   (void)Unmount(mountpoint, /*lazy=*/true);
-  return Status::Error(err == 0 ? EIO : err,
-                       WithReason("the mount daemon failed to start", reason.empty()
-                                                                          ? std::strerror(err)
-                                                                          : reason));
+  return Status::Error(
+      err == 0 ? EIO : err,
+      WithReason("the mount daemon failed to start", reason.empty() ? std::strerror(err) : reason));
 }
 
 }  // namespace layerfs

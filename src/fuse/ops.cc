@@ -46,8 +46,7 @@ void Guarded(fuse_req_t req, const char* op, F&& body) noexcept {
 const char* ZeroPages(size_t size) {
   static constexpr size_t kSize = 64u << 20;
   static const char* zeros = [] {
-    void* p = ::mmap(nullptr, kSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-                     0);
+    void* p = ::mmap(nullptr, kSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? nullptr : static_cast<const char*>(p);
   }();
   return size <= kSize ? zeros : nullptr;
@@ -77,9 +76,8 @@ void ReplyFdRead(fuse_req_t req, int fd, off_t pos, size_t size) {
 void ReplyImageRead(fuse_req_t req, Filesystem& fs, uint32_t node, size_t size, off_t off) {
   const IndexEntry& e = fs.image().EntryOf(node);
   if (static_cast<EntryType>(e.type) != EntryType::kRegular) {
-    return (void)fuse_reply_err(req, static_cast<EntryType>(e.type) == EntryType::kDirectory
-                                         ? EISDIR
-                                         : EINVAL);
+    return (void)fuse_reply_err(
+        req, static_cast<EntryType>(e.type) == EntryType::kDirectory ? EISDIR : EINVAL);
   }
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
   const Layer& layer = fs.image().layer(fs.image().LayerOf(node));
@@ -162,7 +160,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // every listing carries attributes: `find` needs them
   enable(FUSE_CAP_PARALLEL_DIROPS);
   enable(FUSE_CAP_CACHE_SYMLINKS);
-  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;   // layer data never changes: keep the page cache
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;  // layer data never changes: keep the page cache
   conn->time_gran = 1;
   // max_write also sets the largest request in pages (FUSE_MAX_PAGES), reads included. Reads are
   // as large as the read-ahead window (MountOptions::readahead_kb) up to this; 512 KiB is the
@@ -395,9 +393,8 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info*) {
-  Guarded(req, "fallocate", [&] {
-    fuse_reply_err(req, Tree(req).Fallocate(ino, mode, offset, length));
-  });
+  Guarded(req, "fallocate",
+          [&] { fuse_reply_err(req, Tree(req).Fallocate(ino, mode, offset, length)); });
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
@@ -449,8 +446,8 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
         e.attr.st_mode = S_IFDIR;
         e.attr.st_ino = item.ino;
       }
-      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, item.name.c_str(), &e,
-                                    next);
+      need =
+          fuse_add_direntry_plus(req, buf.data() + used, size - used, item.name.c_str(), &e, next);
       if (need > size - used) {
         if (!dot) tree.Forget(item.ino, 1);
         break;

@@ -1,10 +1,9 @@
 #include "fuse/preflight.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -68,8 +67,8 @@ Status CheckMountpoint(const std::string& mountpoint) {
   std::string resolved = real != nullptr ? real : mountpoint;
   std::free(real);
   if (FindMount(resolved)) {
-    return Status::Error(EBUSY, "mountpoint " + mountpoint +
-                                    " is already a mount point (busy); unmount it first");
+    return Status::Error(
+        EBUSY, "mountpoint " + mountpoint + " is already a mount point (busy); unmount it first");
   }
   return Status::Ok();
 }
@@ -82,7 +81,6 @@ bool IsHostRoot() {
   if (!(in >> inside >> outside >> count)) return true;  // no user namespaces in this kernel
   return inside == 0 && outside == 0 && count == 4294967295u;
 }
-
 
 Status CheckCanMount(const std::string& mountpoint, const std::vector<std::string>& fuse_options) {
   // libfuse opens /dev/fuse in this process, also when fusermount3 then does the mount.
@@ -97,11 +95,11 @@ Status CheckCanMount(const std::string& mountpoint, const std::vector<std::strin
     struct stat st;
     std::string how;
     if (::stat("/dev/fuse", &st) == 0) how = fmt::format(" (mode {:04o})", st.st_mode & 07777);
-    return Status::Error(err, fmt::format("cannot open /dev/fuse{}: {}{}", how,
-                                          std::strerror(err),
-                                          IsHostRoot() ? "" : ": this user may not use FUSE; "
-                                                              "Debian makes /dev/fuse mode 0666 "
-                                                              "for everyone"));
+    return Status::Error(err, fmt::format("cannot open /dev/fuse{}: {}{}", how, std::strerror(err),
+                                          IsHostRoot() ? ""
+                                                       : ": this user may not use FUSE; "
+                                                         "Debian makes /dev/fuse mode 0666 "
+                                                         "for everyone"));
   }
   ::close(fd);
   if (::geteuid() == 0) return Status::Ok();  // mounts by itself (also in a user namespace)
@@ -115,8 +113,9 @@ Status CheckCanMount(const std::string& mountpoint, const std::vector<std::strin
                          "fusermount3 of the fuse3 package (apt-get install fuse3)");
   }
   if (st.st_uid != 0 || !(st.st_mode & S_ISUID)) {
-    return Status::Error(EPERM, fusermount + " is not setuid root, so an ordinary user cannot "
-                                             "mount with it (reinstall the fuse3 package)");
+    return Status::Error(EPERM, fusermount +
+                                    " is not setuid root, so an ordinary user cannot "
+                                    "mount with it (reinstall the fuse3 package)");
   }
   if (::stat(mountpoint.c_str(), &st) == 0) {
     if ((st.st_mode & S_ISVTX) && st.st_uid != ::getuid()) {

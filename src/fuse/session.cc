@@ -91,8 +91,9 @@ Status Session::Mount() {
   signals_ = true;
   const int handed = HandedConnection(options_.mountpoint);
   if (handed >= 0 && ::fcntl(handed, F_GETFD) < 0) {
-    return Status::Error(EBADF, options_.mountpoint + ": no such open descriptor (a FUSE "
-                                                      "connection to serve was expected)");
+    return Status::Error(EBADF, options_.mountpoint +
+                                    ": no such open descriptor (a FUSE "
+                                    "connection to serve was expected)");
   }
   StderrCapture capture;
   // libfuse takes a /dev/fd/N mountpoint as the connection to serve, without mounting.

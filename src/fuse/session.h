@@ -19,9 +19,9 @@ struct MountOptions {
   std::string fsname;                     // shown in /proc/mounts
   std::vector<std::string> fuse_options;  // -o options passed through to FUSE
   bool foreground = false;
-  bool debug = false;                     // FUSE request log on stderr (implies foreground)
+  bool debug = false;  // FUSE request log on stderr (implies foreground)
   bool single_thread = false;
-  unsigned max_threads = 0;               // 0: libfuse's default
+  unsigned max_threads = 0;  // 0: libfuse's default
   // The mount's read-ahead in KiB (its bdi's read_ahead_kb), set where permitted (as root);
   // 0 keeps the kernel's default of 128 KiB. Larger read-ahead means fewer, larger READ requests
   // for a file read front to back: the first read of a large file gets faster.

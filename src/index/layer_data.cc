@@ -110,7 +110,8 @@ Status CopyEntry(const Layer& layer, const IndexEntry& e, int out) {
       logical += seg.length;
     }
   }
-  if (::ftruncate(out, static_cast<off_t>(e.size)) != 0) return Status::FromErrno(errno, "truncate");
+  if (::ftruncate(out, static_cast<off_t>(e.size)) != 0)
+    return Status::FromErrno(errno, "truncate");
   return Status::Ok();
 }
 

@@ -99,8 +99,8 @@ class MountTree {
   virtual int Link(Ino ino, Ino parent, std::string_view name, struct stat* out) = 0;
   virtual int Unlink(Ino parent, std::string_view name) = 0;
   virtual int Rmdir(Ino parent, std::string_view name) = 0;
-  virtual int Rename(Ino parent, std::string_view name, Ino new_parent,
-                     std::string_view new_name, unsigned flags) = 0;
+  virtual int Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+                     unsigned flags) = 0;
   virtual int Create(Ino parent, std::string_view name, mode_t mode, const Caller& caller,
                      struct stat* out) = 0;
   virtual int Write(Ino ino, const void* data, size_t size, off_t offset, size_t* written) = 0;

@@ -54,8 +54,8 @@ TEST_CASE("mount options: the defaults", "[cli]") {
 }
 
 TEST_CASE("mount options: layerfs's own options are taken, the rest go to FUSE", "[cli]") {
-  auto plan = PlanMount(Args({"ro,timeout=2.5,readahead=0", "allow_other,max_read=131072"}),
-                        User(0));
+  auto plan =
+      PlanMount(Args({"ro,timeout=2.5,readahead=0", "allow_other,max_read=131072"}), User(0));
   REQUIRE(plan.ok());
   CHECK(plan->fs.read_only);
   CHECK(plan->fs.entry_timeout == 2.5);

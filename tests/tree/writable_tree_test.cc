@@ -5,8 +5,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <map>
 #include <set>
@@ -60,8 +60,8 @@ class Fixture : public testing::IndexedImage {
 
   // The names of a whole listing of `dir`, read `batch` entries at a time from the offsets the
   // tree hands out, calling `between` after each batch (which may change the directory).
-  std::vector<std::string> List(Ino dir, size_t batch = 1000,
-                                const std::function<void()>& between = [] {}) {
+  std::vector<std::string> List(
+      Ino dir, size_t batch = 1000, const std::function<void()>& between = [] {}) {
     std::vector<std::string> names;
     uint64_t offset = 0;
     for (;;) {
@@ -185,8 +185,8 @@ TEST_CASE("writable tree: a write copies an image file up, keeping its content",
   // The image itself is untouched.
   const uint32_t node = f.tree().LookupPath("f");
   std::string image(content.size(), '\0');
-  REQUIRE(ReadEntry(f.tree().layer(f.tree().LayerOf(node)), f.tree().EntryOf(node), 0,
-                    image.data(), image.size())
+  REQUIRE(ReadEntry(f.tree().layer(f.tree().LayerOf(node)), f.tree().EntryOf(node), 0, image.data(),
+                    image.size())
               .ok());
   CHECK((image == content));
 }
