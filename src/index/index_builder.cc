@@ -30,6 +30,16 @@ struct IndexBuilder::Entry {
   std::vector<std::pair<std::string, std::string>> xattrs;
   std::vector<SparseRun> sparse;
   bool removed = false;  // replaced by a later entry of the same path
+
+  // Takes the owner, mode, time and xattrs of the tar header `te`.
+  void SetMetadata(const TarEntry& te) {
+    mode = te.mode;
+    uid = te.uid;
+    gid = te.gid;
+    mtime_sec = te.mtime_sec;
+    mtime_nsec = te.mtime_nsec;
+    xattrs.assign(te.xattrs.begin(), te.xattrs.end());
+  }
 };
 
 namespace {
@@ -159,12 +169,7 @@ Status IndexBuilder::Add(const TarEntry& te) {
     }
     Entry& root = entries_[kRootEntry];
     root.flags &= static_cast<uint8_t>(~kFlagImplied);
-    root.mode = te.mode;
-    root.uid = te.uid;
-    root.gid = te.gid;
-    root.mtime_sec = te.mtime_sec;
-    root.mtime_nsec = te.mtime_nsec;
-    root.xattrs.assign(te.xattrs.begin(), te.xattrs.end());
+    root.SetMetadata(te);
     return Status::Ok();
   }
 
@@ -280,12 +285,7 @@ Status IndexBuilder::Add(const TarEntry& te) {
   Entry& e = entries_[id];
   e.type = type;
   if (type != EntryType::kDirectory) e.flags = 0;
-  e.mode = te.mode;
-  e.uid = te.uid;
-  e.gid = te.gid;
-  e.mtime_sec = te.mtime_sec;
-  e.mtime_nsec = te.mtime_nsec;
-  e.xattrs.assign(te.xattrs.begin(), te.xattrs.end());
+  e.SetMetadata(te);
   e.sparse.clear();
   e.target.clear();
   e.size = 0;

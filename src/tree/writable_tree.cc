@@ -470,22 +470,32 @@ int WritableTree::Link(Ino ino, Ino parent, std::string_view name_view, struct s
   return 0;
 }
 
+int WritableTree::ToRemove(Ino parent, const std::string& name, bool dir, Inode** in,
+                           Inode** p) {
+  const Ino ino = Resolve(parent, name);
+  if (ino == 0) return ENOENT;
+  *in = Materialize(ino);
+  if (dir != ((*in)->type == S_IFDIR)) return dir ? ENOTDIR : EISDIR;
+  if (dir && !DirEmpty(ino)) return ENOTEMPTY;
+  *p = Materialize(parent);
+  return 0;
+}
+
+int WritableTree::HideFromImage(Inode* p, Ino parent, const std::string& name) {
+  if (int err = CopyUpDir(p)) return err;
+  return LowerChild(parent, name) != kNoNode ? MakeWhiteout(p, name) : 0;
+}
+
 int WritableTree::Unlink(Ino parent, std::string_view name_view) {
   std::unique_lock lock(mu_);
   const std::string name(name_view);
-  Ino ino = Resolve(parent, name);
-  if (ino == 0) return ENOENT;
-  Inode* in = Materialize(ino);
-  if (in->type == S_IFDIR) return EISDIR;
-  Inode* p = Materialize(parent);
+  Inode *in, *p;
+  if (int err = ToRemove(parent, name, /*dir=*/false, &in, &p)) return err;
   // The other names of a hard-linked image file must stay one inode with it.
   if (!in->upper && in->image_node != kNoNode && tree_.Nlink(in->image_node) > 1) {
     if (int err = CopyUpMeta(in)) return err;
   }
-  if (int err = CopyUpDir(p)) return err;
-  if (LowerChild(parent, name) != kNoNode) {
-    if (int err = MakeWhiteout(p, name)) return err;
-  }
+  if (int err = HideFromImage(p, parent, name)) return err;
   if (p->dir->entries.count(name) != 0) {
     if (in->names.size() == 1 && !in->orphan) {
       in->orphan.reset(::openat(p->dir->fd.get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -502,16 +512,9 @@ int WritableTree::Unlink(Ino parent, std::string_view name_view) {
 int WritableTree::Rmdir(Ino parent, std::string_view name_view) {
   std::unique_lock lock(mu_);
   const std::string name(name_view);
-  Ino ino = Resolve(parent, name);
-  if (ino == 0) return ENOENT;
-  Inode* in = Materialize(ino);
-  if (in->type != S_IFDIR) return ENOTDIR;
-  if (!DirEmpty(ino)) return ENOTEMPTY;
-  Inode* p = Materialize(parent);
-  if (int err = CopyUpDir(p)) return err;
-  if (LowerChild(parent, name) != kNoNode) {
-    if (int err = MakeWhiteout(p, name)) return err;
-  }
+  Inode *in, *p;
+  if (int err = ToRemove(parent, name, /*dir=*/true, &in, &p)) return err;
+  if (int err = HideFromImage(p, parent, name)) return err;
   if (in->dir) {
     // Only whiteouts and the opaque marker are left in it.
     if (Status s = RemoveContents(in->dir->fd.get(), name); !s.ok()) return s.code();

@@ -166,6 +166,11 @@ class WritableTree final : public MountTree {
   int CreateEntry(Ino parent, std::string_view name, mode_t mode, dev_t rdev,
                   std::string_view target, const Caller& caller, int open_flags,
                   struct stat* out, UniqueFd* opened);
+  // Unlink and Rmdir: the inode `name` in `parent` names, checked to be of the kind removed (and
+  // empty, for a directory), and its parent; then the parent copied up and the name whited out
+  // where the image has it.
+  int ToRemove(Ino parent, const std::string& name, bool dir, Inode** in, Inode** p);
+  int HideFromImage(Inode* p, Ino parent, const std::string& name);
   void RemoveName(Inode* in, Inode* dir, std::string_view name);
   void MaybeFree(Inode* in);
   void CountLookup(Ino ino);  // REQUIRES: mu_ held

@@ -8,35 +8,19 @@
 #include <vector>
 
 #include "index/layer_data.h"
+#include "tests/util/layer_checks.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
 namespace {
 
+using testing::MustIndex;
+using testing::EntryAt;
+using testing::Content;
+
 using testing::TarFormat;
 using testing::TarSpec;
 using testing::TarWriter;
-
-Layer MustIndex(const std::string& tar) {
-  auto layer = testing::IndexTar(tar);
-  INFO(layer.status().message());
-  REQUIRE(layer.ok());
-  return std::move(layer).value();
-}
-
-const IndexEntry& EntryAt(const Layer& layer, std::string_view path) {
-  uint32_t id = layer.index.FindPath(path);
-  INFO("path: " << path);
-  REQUIRE(id != kNoEntry);
-  return layer.index.entry(id);
-}
-
-std::string Content(const Layer& layer, std::string_view path) {
-  auto data = testing::ReadPath(layer, path);
-  INFO(data.status().message());
-  REQUIRE(data.ok());
-  return *data;
-}
 
 // The names in directory `path`, in index order.
 std::vector<std::string> Children(const Layer& layer, std::string_view path) {

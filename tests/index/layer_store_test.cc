@@ -20,10 +20,13 @@
 #include <vector>
 
 #include "oci/manifest.h"
+#include "tests/util/layer_checks.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
 namespace {
+
+using testing::Content;
 
 using testing::TarWriter;
 using testing::TempDir;
@@ -40,13 +43,6 @@ Layer MustLoad(const LayerStore& store, const LayerSpec& spec) {
   INFO(layer.status().message());
   REQUIRE(layer.ok());
   return std::move(layer).value();
-}
-
-std::string Content(const Layer& layer, std::string_view path) {
-  auto data = testing::ReadPath(layer, path);
-  INFO(data.status().message());
-  REQUIRE(data.ok());
-  return *data;
 }
 
 // Files under `dir` whose names mark them as temporary (AtomicFile's ".tmp-" suffix).

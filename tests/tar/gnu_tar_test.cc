@@ -12,10 +12,13 @@
 #include <vector>
 
 #include "index/layer_data.h"
+#include "tests/util/layer_checks.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
 namespace {
+
+using testing::EntryAt;
 
 using testing::RandomBytes;
 using testing::ShellQuote;
@@ -94,13 +97,6 @@ Layer TarAndIndex(const std::string& dir, const std::string& out, const std::str
   INFO(layer.status().message());
   REQUIRE(layer.ok());
   return std::move(layer).value();
-}
-
-const IndexEntry& EntryAt(const Layer& layer, std::string_view path) {
-  uint32_t id = layer.index.FindPath(path);
-  INFO(path);
-  REQUIRE(id != kNoEntry);
-  return layer.index.entry(id);
 }
 
 std::string ReadRange(const Layer& layer, const IndexEntry& e, uint64_t offset, size_t size) {

@@ -12,10 +12,15 @@
 
 #include "blob/sha256.h"
 #include "index/layer_data.h"
+#include "tests/util/layer_checks.h"
 #include "tests/util/tar_writer.h"
 
 namespace layerfs {
 namespace {
+
+using testing::MustIndex;
+using testing::EntryAt;
+using testing::Content;
 
 using testing::RandomBytes;
 using testing::TarFormat;
@@ -77,27 +82,6 @@ std::vector<ReadBackEntry> MustRead(const std::string& blob) {
   INFO(entries.status().message());
   REQUIRE(entries.ok());
   return std::move(entries).value();
-}
-
-Layer MustIndex(const std::string& tar) {
-  auto layer = testing::IndexTar(tar);
-  INFO(layer.status().message());
-  REQUIRE(layer.ok());
-  return std::move(layer).value();
-}
-
-const IndexEntry& EntryAt(const Layer& layer, std::string_view path) {
-  uint32_t id = layer.index.FindPath(path);
-  INFO(path);
-  REQUIRE(id != kNoEntry);
-  return layer.index.entry(id);
-}
-
-std::string Content(const Layer& layer, std::string_view path) {
-  auto data = testing::ReadPath(layer, path);
-  INFO(data.status().message());
-  REQUIRE(data.ok());
-  return *data;
 }
 
 std::string ReadFd(int fd) {
