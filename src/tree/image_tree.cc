@@ -79,27 +79,14 @@ int ImageTree::ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem
 int ImageTree::GetXattr(Ino ino, std::string_view name, std::string* value) {
   const uint32_t node = NodeOf(ino);
   if (node == MergedTree::kNoNode) return ESTALE;
-  const IndexEntry& e = tree_.EntryOf(node);
-  const LayerIndex& ix = tree_.layer(tree_.LayerOf(node)).index;
-  for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-    if (ix.xattr_name(e, k) == name) {
-      *value = ix.xattr_value(e, k);
-      return 0;
-    }
-  }
-  return ENODATA;
+  return tree_.Xattr(node, name, value) ? 0 : ENODATA;
 }
 
 int ImageTree::ListXattr(Ino ino, std::string* names) {
   const uint32_t node = NodeOf(ino);
   if (node == MergedTree::kNoNode) return ESTALE;
-  const IndexEntry& e = tree_.EntryOf(node);
-  const LayerIndex& ix = tree_.layer(tree_.LayerOf(node)).index;
   names->clear();
-  for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-    *names += ix.xattr_name(e, k);
-    *names += '\0';
-  }
+  tree_.XattrNames(node, names);
   return 0;
 }
 

@@ -295,6 +295,27 @@ uint32_t MergedTree::Nlink(uint32_t n) const {
   return 1;
 }
 
+bool MergedTree::Xattr(uint32_t n, std::string_view name, std::string* value) const {
+  const IndexEntry& e = EntryOf(n);
+  const LayerIndex& ix = layer(LayerOf(n)).index;
+  for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
+    if (ix.xattr_name(e, k) == name) {
+      *value = ix.xattr_value(e, k);
+      return true;
+    }
+  }
+  return false;
+}
+
+void MergedTree::XattrNames(uint32_t n, std::string* names) const {
+  const IndexEntry& e = EntryOf(n);
+  const LayerIndex& ix = layer(LayerOf(n)).index;
+  for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
+    *names += ix.xattr_name(e, k);
+    *names += '\0';
+  }
+}
+
 std::string_view MergedTree::LinkTarget(uint32_t n) const {
   const LayerIndex& ix = (*layers_)[LayerOf(n)].index;
   return ix.link_target(EntryOf(n));

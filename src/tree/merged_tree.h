@@ -91,6 +91,10 @@ class MergedTree {
   void Stat(uint32_t n, struct stat* st) const;
   // Symlink target of a symlink node.
   std::string_view LinkTarget(uint32_t n) const;
+  // The value of node n's xattr `name`, if it has one.
+  bool Xattr(uint32_t n, std::string_view name, std::string* value) const;
+  // Node n's xattr names, each followed by a NUL, appended to `names`.
+  void XattrNames(uint32_t n, std::string* names) const;
 
   // Bytes of memory the tree itself holds (not counting the mapped indexes).
   size_t memory_bytes() const;

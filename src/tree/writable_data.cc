@@ -184,16 +184,8 @@ int WritableTree::GetXattr(Ino ino, std::string_view name, std::string* value) {
   Inode* in = Find(ino);
   if (in == nullptr || !in->upper) {
     if (!IsImageIno(ino)) return ESTALE;
-    uint32_t node = in != nullptr ? in->image_node : ImageNode(ino);
-    const IndexEntry& e = tree_.EntryOf(node);
-    const LayerIndex& ix = tree_.layer(tree_.LayerOf(node)).index;
-    for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-      if (ix.xattr_name(e, k) == name) {
-        *value = ix.xattr_value(e, k);
-        return 0;
-      }
-    }
-    return ENODATA;
+    const uint32_t node = in != nullptr ? in->image_node : ImageNode(ino);
+    return tree_.Xattr(node, name, value) ? 0 : ENODATA;
   }
   const XattrTarget target = XattrOf(in);
   std::string key(name);
@@ -216,13 +208,7 @@ int WritableTree::ListXattr(Ino ino, std::string* names) {
   names->clear();
   if (in == nullptr || !in->upper) {
     if (!IsImageIno(ino)) return ESTALE;
-    uint32_t node = in != nullptr ? in->image_node : ImageNode(ino);
-    const IndexEntry& e = tree_.EntryOf(node);
-    const LayerIndex& ix = tree_.layer(tree_.LayerOf(node)).index;
-    for (uint16_t k = 0; k < ix.xattr_count(e); ++k) {
-      *names += ix.xattr_name(e, k);
-      *names += '\0';
-    }
+    tree_.XattrNames(in != nullptr ? in->image_node : ImageNode(ino), names);
     return 0;
   }
   const XattrTarget target = XattrOf(in);
