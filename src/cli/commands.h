@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/opened_image.h"
+#include "image/opened_image.h"
 
 namespace layerfs {
 

@@ -1,4 +1,4 @@
-#include "cli/opened_image.h"
+#include "image/opened_image.h"
 
 #include "base/log.h"
 

@@ -1,7 +1,7 @@
 // Opening an image the way every command does: manifests, layers from the cache (indexing what is
-// not cached yet), and the merged tree.
-#ifndef LAYERFS_CLI_OPENED_IMAGE_H_
-#define LAYERFS_CLI_OPENED_IMAGE_H_
+// not cached yet), and the merged tree. Above the tree, below the commands.
+#ifndef LAYERFS_IMAGE_OPENED_IMAGE_H_
+#define LAYERFS_IMAGE_OPENED_IMAGE_H_
 
 #include <chrono>
 #include <memory>
@@ -43,4 +43,4 @@ inline double MsSince(Clock::time_point start) {
 
 }  // namespace layerfs
 
-#endif  // LAYERFS_CLI_OPENED_IMAGE_H_
+#endif  // LAYERFS_IMAGE_OPENED_IMAGE_H_
