@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "cli/commands.h"
+#include "cli/terminal.h"
 #include "inspect/inspect.h"
 
 namespace layerfs {
@@ -33,185 +34,6 @@ using Json = nlohmann::ordered_json;
 void PrintJson(const Json& doc) {
   fmt::print("{}\n", doc.dump(2, ' ', false, Json::error_handler_t::replace));
 }
-
-// Columns of the terminal: $COLUMNS, else the window size of stdout, else 80.
-size_t TerminalWidth() {
-  if (const char* env = std::getenv("COLUMNS")) {
-    char* end = nullptr;
-    long n = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && n > 0 && n < 100000) return static_cast<size_t>(n);
-  }
-  struct winsize ws;
-  if (::isatty(STDOUT_FILENO) && ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
-    return ws.ws_col;
-  }
-  return 80;
-}
-
-// Terminal columns a UTF-8 string takes, roughly: one per code point.
-size_t DisplayWidth(std::string_view s) {
-  return static_cast<size_t>(std::count_if(
-      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; }));
-}
-
-// `s` cut to `width` columns, with "…" marking the cut.
-std::string Truncate(const std::string& s, size_t width) {
-  if (DisplayWidth(s) <= width) return s;
-  if (width == 0) return "";
-  std::string out;
-  size_t cols = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const bool starts = (static_cast<unsigned char>(s[i]) & 0xc0) != 0x80;
-    if (starts && ++cols == width) break;
-    out += s[i];
-  }
-  return out + "…";
-}
-
-// Sizes as `ls -lh` shows them (1024-based: 512, 1.5K, 300K, 12M), or exact bytes with -b.
-std::string Size(uint64_t n, bool bytes) {
-  if (bytes || n < 1024) return std::to_string(n);
-  static constexpr const char* kUnits[] = {"K", "M", "G", "T", "P"};
-  double v = static_cast<double>(n);
-  size_t u = 0;
-  v /= 1024;
-  while (v >= 1024 && u + 1 < std::size(kUnits)) {
-    v /= 1024;
-    ++u;
-  }
-  return v < 10 ? fmt::format("{:.1f}{}", v, kUnits[u]) : fmt::format("{:.0f}{}", v, kUnits[u]);
-}
-
-// A text table: columns right- or left-aligned, some dropped (highest `drop` first) when the
-// terminal is too narrow, and the last column cut to fit what remains.
-class Table {
- public:
-  struct Column {
-    std::string header;
-    bool right = false;
-    int drop = 0;  // 0: always shown; else dropped before columns with a lower number
-  };
-
-  explicit Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
-  void Row(std::vector<std::string> cells) { rows_.push_back(std::move(cells)); }
-
-  // Prints the table; the last column gets the rest of `width`, at least `min_last` columns.
-  void Print(size_t width, size_t min_last = 12) const {
-    const size_t n = columns_.size();
-    std::vector<size_t> w(n, 0);
-    for (size_t c = 0; c < n; ++c) {
-      w[c] = DisplayWidth(columns_[c].header);
-      for (const auto& r : rows_) w[c] = std::max(w[c], DisplayWidth(r[c]));
-    }
-    std::vector<bool> shown(n, true);
-    auto total = [&] {
-      size_t t = 0;
-      for (size_t c = 0; c + 1 < n; ++c) t += shown[c] ? w[c] + 2 : 0;
-      return t + std::min(w[n - 1], min_last);
-    };
-    while (total() > width) {
-      size_t victim = n;
-      for (size_t c = 0; c + 1 < n; ++c) {
-        if (shown[c] && columns_[c].drop > 0 &&
-            (victim == n || columns_[c].drop > columns_[victim].drop)) {
-          victim = c;
-        }
-      }
-      if (victim == n) break;
-      shown[victim] = false;
-    }
-    size_t fixed = total() - std::min(w[n - 1], min_last);
-    const size_t last = std::max(min_last, width > fixed ? width - fixed : 0);
-    auto line = [&](const std::vector<std::string>& cells) {
-      std::string out;
-      for (size_t c = 0; c < n; ++c) {
-        if (!shown[c]) continue;
-        if (c + 1 == n) {
-          out += Truncate(cells[c], last);
-          break;
-        }
-        const size_t pad = w[c] - DisplayWidth(cells[c]);
-        if (columns_[c].right) out.append(pad, ' ');
-        out += cells[c];
-        if (!columns_[c].right) out.append(pad, ' ');
-        out += "  ";
-      }
-      while (!out.empty() && out.back() == ' ') out.pop_back();
-      fmt::print("{}\n", out);
-    };
-    std::vector<std::string> header;
-    for (const Column& c : columns_) header.push_back(c.header);
-    line(header);
-    for (const auto& r : rows_) line(r);
-  }
-
- private:
-  std::vector<Column> columns_;
-  std::vector<std::vector<std::string>> rows_;
-};
-
-// --- progress ------------------------------------------------------------------------------------
-
-// One line on stderr, rewritten in place, while layers are indexed for the first time. Nothing is
-// shown for indexing that ends within the first quarter second.
-class ProgressLine {
- public:
-  ProgressLine() = default;
-  ~ProgressLine() { Clear(); }
-
-  IndexProgress Callback() {
-    return [this](const LayerSpec& spec, uint64_t done, uint64_t total) {
-      Update(spec, done, total);
-    };
-  }
-
-  void Clear() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (shown_) Write("\r\033[K");
-    shown_ = false;
-  }
-
- private:
-  static void Write(const std::string& s) {
-    ssize_t ignored = ::write(STDERR_FILENO, s.data(), s.size());
-    (void)ignored;
-  }
-
-  void Update(const LayerSpec& spec, uint64_t done, uint64_t total) {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto now = Clock::now();
-    if (layers_.empty()) start_ = now;
-    layers_[spec.index] = {done, total};
-    if (now - start_ < std::chrono::milliseconds(250)) return;
-    if (shown_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    uint64_t all_done = 0;
-    uint64_t all_total = 0;
-    size_t active = 0;
-    for (const auto& [index, p] : layers_) {
-      all_done += p.first;
-      all_total += p.second;
-      active += p.first < p.second;
-    }
-    const unsigned percent =
-        all_total == 0 ? 100 : static_cast<unsigned>(all_done * 100 / all_total);
-    std::string text =
-        active <= 1
-            ? fmt::format("layerfs: indexing layer {} ({}): {}% of {}", spec.index + 1,
-                          spec.diff_id ? spec.diff_id->short_hex() : "?", percent,
-                          Size(all_total, false))
-            : fmt::format("layerfs: indexing {} layers: {}% of {}", active, percent,
-                          Size(all_total, false));
-    Write("\r" + text + "\033[K");
-    shown_ = true;
-  }
-
-  std::mutex mu_;  // guards everything below; taken by the loading threads
-  std::map<size_t, std::pair<uint64_t, uint64_t>> layers_;  // position -> (done, total)
-  Clock::time_point start_;
-  Clock::time_point last_;
-  bool shown_ = false;
-};
 
 // Opens the image as every command does, with a progress line when stderr is a terminal.
 Result<std::unique_ptr<OpenedImage>> Open(const ImageArgs& args) {
@@ -523,33 +345,6 @@ std::string Join(const std::string& dir, std::string_view name) {
   return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
 }
 
-// Names in columns, filled top to bottom, as `ls -C` does.
-void PrintColumns(const std::vector<std::string>& names, size_t width) {
-  if (names.empty()) return;
-  size_t rows = 1;
-  std::vector<size_t> widths;
-  for (; rows <= names.size(); ++rows) {
-    const size_t cols = (names.size() + rows - 1) / rows;
-    widths.assign(cols, 0);
-    for (size_t i = 0; i < names.size(); ++i) {
-      widths[i / rows] = std::max(widths[i / rows], DisplayWidth(names[i]));
-    }
-    size_t total = 0;
-    for (size_t w : widths) total += w + 2;
-    if (total - 2 <= width || cols == 1) break;
-  }
-  for (size_t r = 0; r < rows; ++r) {
-    std::string line;
-    for (size_t c = 0; c < widths.size(); ++c) {
-      const size_t i = c * rows + r;
-      if (i >= names.size()) break;
-      line += names[i];
-      if ((c + 1) * rows + r < names.size()) line.append(widths[c] - DisplayWidth(names[i]) + 2, ' ');
-    }
-    fmt::print("{}\n", line);
-  }
-}
-
 void PrintLong(const MergedTree& tree, const std::vector<std::pair<uint32_t, std::string>>& items,
                bool bytes) {
   std::vector<std::vector<std::string>> rows;
@@ -637,7 +432,7 @@ int Ls(const InspectArgs& args, const OpenedImage& image) {
     } else {
       std::vector<std::string> names;
       for (uint32_t c : children) names.push_back(Printable(tree.Name(c), 4096));
-      PrintColumns(names, width);
+      fmt::print("{}", Columns(names, width));
     }
   }
   return 0;
