@@ -34,6 +34,10 @@ std::string Unescape(const std::string& s) {
 
 std::optional<MountEntry> FindMount(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
+  return FindMountIn(in, path);
+}
+
+std::optional<MountEntry> FindMountIn(std::istream& in, const std::string& path) {
   std::string line;
   std::optional<MountEntry> found;
   while (std::getline(in, line)) {

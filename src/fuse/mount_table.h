@@ -2,6 +2,7 @@
 #ifndef LAYERFS_FUSE_MOUNT_TABLE_H_
 #define LAYERFS_FUSE_MOUNT_TABLE_H_
 
+#include <istream>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,8 @@ struct MountEntry {
 // The mount on top at the absolute path `path`, if something is mounted there. Asking costs a
 // mount nothing: a stat of a FUSE mount point would wait for its daemon.
 std::optional<MountEntry> FindMount(const std::string& path);
+// The same, in the mountinfo text `in`.
+std::optional<MountEntry> FindMountIn(std::istream& in, const std::string& path);
 
 // `path` made absolute without looking at its last component (which may be a mount point whose
 // daemon is gone): the real path of its directory, then its name.

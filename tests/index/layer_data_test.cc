@@ -244,29 +244,5 @@ TEST_CASE("read: SEEK_DATA and SEEK_HOLE follow a sparse file's runs", "[index]"
   CHECK(r.status().code() == ENXIO);
 }
 
-TEST_CASE("FileSource: a file changed after it was opened stays failed", "[index]") {
-  testing::TempDir dir;
-  const std::string path = dir.Sub("blob");
-  testing::WriteFile(path, "0123456789");
-  auto file = std::make_shared<UniqueFd>(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-  REQUIRE(*file);
-  auto source = FileSource::Open(file, 2, 6, path);
-  REQUIRE(source.ok());
-  CHECK((*source)->Intact());
-  char buf[6];
-  REQUIRE((*source)->ReadAt(0, buf, 6).ok());
-  CHECK(std::string(buf, 6) == "234567");
-  CHECK((*source)->ReadAt(1, buf, 6).code() == EINVAL);  // past its end
-  CHECK((*source)->FileAt(4).pos == 6);
-  CHECK((*source)->FileAt(4).length == 2);
-  // Same size, new content: the ctime moves.
-  testing::LetTimestampsSettle();
-  REQUIRE(::pwrite(file->get(), "X", 1, 3) == 1);
-  CHECK_FALSE((*source)->Intact());
-  // Put back byte for byte, it is still not the file that was verified.
-  REQUIRE(::pwrite(file->get(), "3", 1, 3) == 1);
-  CHECK_FALSE((*source)->Intact());
-}
-
 }  // namespace
 }  // namespace layerfs
