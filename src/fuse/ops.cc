@@ -97,15 +97,9 @@ void ReplyImageRead(fuse_req_t req, Filesystem& fs, uint32_t node, size_t size, 
   std::vector<char> storage(sizeof(fuse_bufvec) + segments.size() * sizeof(fuse_buf));
   auto* vec = new (storage.data()) fuse_bufvec{};
   vec->count = segments.size();
+  // Room for all of it, once: the buffers below point into it.
   thread_local std::vector<char> copied;
-  size_t to_copy = 0;
-  for (const ReadSegment& seg : segments) {
-    if (!seg.hole) {
-      FileSpan span = layer.data->FileAt(seg.pos);
-      if (span.fd < 0 || span.length < seg.length) to_copy += seg.length;
-    }
-  }
-  copied.resize(to_copy);
+  if (copied.size() < total) copied.resize(total);
   size_t copied_used = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     const ReadSegment& seg = segments[i];

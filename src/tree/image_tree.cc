@@ -64,11 +64,12 @@ int ImageTree::ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem
   const uint32_t node = NodeOf(ino);
   if (node == MergedTree::kNoNode) return ESTALE;
   if (!tree_.IsDir(node)) return ENOTDIR;
+  const size_t limit = out->size() + max;
   if (offset == 0) out->push_back({".", ino, S_IFDIR, 1});
   if (offset <= 1) out->push_back({"..", Ino{tree_.Parent(node)} + 1, S_IFDIR, kListFirst});
   auto children = tree_.Children(node);
   for (uint64_t i = offset > kListFirst ? offset - kListFirst : 0;
-       i < children.size() && out->size() < max; ++i) {
+       i < children.size() && out->size() < limit; ++i) {
     const uint32_t c = children[static_cast<size_t>(i)];
     out->push_back({std::string(tree_.Name(c)), Ino{tree_.InodeOf(c)} + 1, TypeOf(tree_, c),
                     kListFirst + i + 1});

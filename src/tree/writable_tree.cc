@@ -103,7 +103,8 @@ uint32_t WritableTree::LowerChild(Ino dir, std::string_view name) const {
   return lower == kNoNode ? kNoNode : tree_.Lookup(lower, name);
 }
 
-int WritableTree::ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<DirItem>* out) const {
+int WritableTree::ListFrom(Ino dir, uint64_t offset, size_t limit,
+                           std::vector<DirItem>* out) const {
   const Inode* d = Find(dir);
   const bool is_dir =
       d != nullptr ? d->type == S_IFDIR : IsImageIno(dir) && tree_.IsDir(ImageNode(dir));
@@ -114,7 +115,7 @@ int WritableTree::ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<Dir
   if (lower != kNoNode && offset < kListFirst + kListUpper) {
     auto children = tree_.Children(lower);
     for (uint64_t i = offset > kListFirst ? offset - kListFirst : 0;
-         i < children.size() && out->size() < max; ++i) {
+         i < children.size() && out->size() < limit; ++i) {
       const uint32_t c = children[static_cast<size_t>(i)];
       std::string_view name = tree_.Name(c);
       const uint64_t next = kListFirst + i + 1;
@@ -128,11 +129,11 @@ int WritableTree::ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<Dir
       }
       out->push_back({std::string(name), Ino{tree_.InodeOf(c)} + 1, TypeOf(tree_, c), next});
     }
-    if (out->size() >= max) return 0;
+    if (out->size() >= limit) return 0;
   }
   if (state == nullptr) return 0;
   const uint64_t from = offset > kListFirst + kListUpper ? offset - kListFirst - kListUpper : 0;
-  for (auto it = state->order.lower_bound(from); it != state->order.end() && out->size() < max;
+  for (auto it = state->order.lower_bound(from); it != state->order.end() && out->size() < limit;
        ++it) {
     const std::string& name = it->second;
     // A name the directory below has is listed at its position there.
@@ -639,12 +640,15 @@ int WritableTree::Rename(Ino parent, std::string_view name_view, Ino new_parent,
 int WritableTree::ReadDir(Ino ino, uint64_t offset, size_t max, std::vector<DirItem>* out) {
   std::shared_lock lock(mu_);
   // "." and ".." first; ".." shows the directory's own number, as the kernel ignores it.
-  const size_t dots = offset == 0 ? 2 : offset == 1 ? 1 : 0;
-  std::vector<DirItem> items;
-  if (int err = ListFrom(ino, offset, max > dots ? max - dots : 1, &items)) return err;
+  const size_t before = out->size();
   if (offset == 0) out->push_back({".", ino, S_IFDIR, 1});
   if (offset <= 1) out->push_back({"..", ino, S_IFDIR, kListFirst});
-  for (DirItem& item : items) out->push_back(std::move(item));
+  // ListFrom stops when `out` holds `limit` entries; at least one name after the dots.
+  const size_t limit = before + std::max(max, out->size() - before + 1);
+  if (int err = ListFrom(ino, offset, limit, out)) {
+    out->resize(before);
+    return err;
+  }
   return 0;
 }
 

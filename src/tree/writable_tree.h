@@ -133,7 +133,8 @@ class WritableTree final : public MountTree {
   uint32_t LowerDir(Ino dir) const;
   uint32_t LowerChild(Ino dir, std::string_view name) const;
   bool DirEmpty(Ino dir) const;
-  int ListFrom(Ino dir, uint64_t offset, size_t max, std::vector<DirItem>* out) const;
+  // Appends names of `dir` from `offset` on while `out` holds fewer than `limit` entries.
+  int ListFrom(Ino dir, uint64_t offset, size_t limit, std::vector<DirItem>* out) const;
   int StatLocked(Ino ino, struct stat* out) const;
   int UpperStat(Inode* in, struct stat* out) const;
   nlink_t CountSubdirs(const Inode* dir) const;
