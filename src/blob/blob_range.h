@@ -33,7 +33,7 @@ struct BlobRange {
   std::shared_ptr<UniqueFd> file;
   uint64_t offset = 0;
   uint64_t length = 0;
-  std::string name;  // for messages: "DIR/blobs/sha256/ab12…" or "image.tar:ab12….tar"
+  std::string name;       // for messages: "DIR/blobs/sha256/ab12…" or "image.tar:ab12….tar"
   FileIdentity identity;  // of the containing file, when the range was opened
 
   int fd() const { return file->get(); }

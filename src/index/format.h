@@ -18,6 +18,13 @@
 //   uint64 sparse[s]     sparse maps: for a sparse file, sparse[data] = run count r, then r runs
 //                        of (logical offset, length, physical offset in the tar).
 //   char strings[]       names, symlink targets, hard-link target paths, xattr names and values.
+//   IndexCheckpoint[c]   32 bytes each (compressed layers served in place, else none): where the
+//                        compressed blob can be entered, in increasing uncompressed offset.
+//   char windows[]       the checkpoints' 32 KiB windows, each compressed with zstd.
+//
+// An index of a layer served in place from its compressed blob (codec gzip or zstd) is keyed by
+// the blob's digest instead (the checkpoints belong to that one compressed form), and its header
+// records the blob's digest and size.
 //
 // The checksum is XXH3-64 over the whole file with the checksum field read as zero. A reader
 // checks magic, version, size and checksum, then every offset, count and index against the bounds
@@ -31,7 +38,7 @@ namespace layerfs {
 
 inline constexpr char kIndexMagic[8] = {'L', 'A', 'Y', 'E', 'R', 'F', 'S', 'I'};
 // Bump on any change to the layout or meaning of a field; older indexes are then rebuilt.
-inline constexpr uint32_t kIndexVersion = 1;
+inline constexpr uint32_t kIndexVersion = 2;
 
 enum class EntryType : uint8_t {
   kRegular = 1,
@@ -76,7 +83,17 @@ struct IndexHeader {
   uint64_t regular_bytes;   // sum of regular file sizes
   uint32_t dropped_entries; // entries replaced by a later entry of the same path
   uint32_t reserved1;
-  uint8_t reserved[88];
+  // How the uncompressed tar is reached (IndexCodec). kIndexCodecNone: it is a file (the blob or a
+  // decompressed copy), and there are no checkpoints.
+  uint32_t codec;
+  uint32_t checkpoint_count;
+  uint64_t checkpoints_offset;
+  uint64_t windows_offset;
+  uint64_t windows_size;
+  uint64_t span;        // the uncompressed distance between checkpoints that was asked for
+  uint64_t blob_size;   // codec gzip/zstd: length of the compressed blob
+  uint8_t blob_digest[32];  // codec gzip/zstd: sha256 of the compressed blob
+  uint8_t reserved[8];
 };
 static_assert(sizeof(IndexHeader) == 256);
 
@@ -105,6 +122,31 @@ struct IndexEntry {
   uint16_t reserved;
 };
 static_assert(sizeof(IndexEntry) == 64);
+
+enum IndexCodec : uint32_t {
+  kIndexCodecNone = 0,
+  kIndexCodecGzip = 1,  // checkpoints inside deflate streams (the zran technique)
+  kIndexCodecZstd = 2,  // checkpoints at zstd frame starts
+};
+
+// A place to start decompressing: decoding the blob from byte `in_offset` (after priming the
+// decoder with `bits` bits of the byte before it and the window) yields the uncompressed tar from
+// `out_offset` on. The first checkpoint has out_offset 0; out_offset increases strictly and
+// in_offset never decreases. Decoding from a checkpoint never has to cross a gzip member boundary
+// before the next checkpoint: every member start is a checkpoint.
+struct IndexCheckpoint {
+  uint64_t out_offset;
+  uint64_t in_offset;
+  uint64_t window_offset;  // in the windows area
+  uint32_t window_size;    // compressed size (0: no window)
+  uint16_t window_raw;     // its size uncompressed, at most kWindowMax
+  uint8_t bits;            // gzip: 0-7 low bits of byte in_offset - 1 still to decode (its high bits)
+  uint8_t reserved;
+};
+static_assert(sizeof(IndexCheckpoint) == 32);
+
+// The deflate window: the most a back-reference reaches.
+inline constexpr uint32_t kWindowMax = 32768;
 
 struct IndexXattr {
   uint32_t name_off;

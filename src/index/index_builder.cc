@@ -348,7 +348,8 @@ class StringArea {
 
 }  // namespace
 
-Result<std::string> IndexBuilder::Finish(const Digest& diff_id, uint64_t tar_size) {
+Result<std::string> IndexBuilder::Finish(const Digest& diff_id, uint64_t tar_size,
+                                         const InPlace* in_place) {
   const size_t n = entries_.size();
   if (n >= kNoEntry) return Status::Invalid("layer has too many entries");
 
@@ -537,7 +538,33 @@ Result<std::string> IndexBuilder::Finish(const Digest& diff_id, uint64_t tar_siz
   h.sparse_offset = h.xattrs_offset + xattrs.size() * sizeof(IndexXattr);
   h.strings_offset = h.sparse_offset + sparse.size() * sizeof(uint64_t);
   h.strings_size = strings.data().size();
-  h.file_size = AlignUp(h.strings_offset + h.strings_size, 8);
+  h.checkpoints_offset = AlignUp(h.strings_offset + h.strings_size, 8);
+  std::vector<IndexCheckpoint> points;
+  std::string windows;
+  if (in_place != nullptr) {
+    const CheckpointList& list = *in_place->checkpoints;
+    h.codec = list.codec;
+    h.span = list.span;
+    h.blob_size = in_place->blob_size;
+    std::memcpy(h.blob_digest, in_place->blob_digest.bytes().data(), sizeof(h.blob_digest));
+    if (list.points.size() > 0xffffffffu) return Status::Invalid("too many checkpoints");
+    for (const Checkpoint& c : list.points) {
+      IndexCheckpoint p;
+      std::memset(&p, 0, sizeof(p));
+      p.out_offset = c.out;
+      p.in_offset = c.in;
+      p.bits = c.bits;
+      p.window_raw = c.window_raw;
+      p.window_offset = windows.size();
+      p.window_size = static_cast<uint32_t>(c.window.size());
+      windows += c.window;
+      points.push_back(p);
+    }
+  }
+  h.checkpoint_count = static_cast<uint32_t>(points.size());
+  h.windows_offset = h.checkpoints_offset + points.size() * sizeof(IndexCheckpoint);
+  h.windows_size = windows.size();
+  h.file_size = AlignUp(h.windows_offset + h.windows_size, 8);
   h.tar_entries = tar_entries_;
   h.regular_bytes = regular_bytes;
   h.dropped_entries = dropped_;
@@ -552,6 +579,8 @@ Result<std::string> IndexBuilder::Finish(const Digest& diff_id, uint64_t tar_siz
   put(h.xattrs_offset, xattrs.data(), xattrs.size() * sizeof(IndexXattr));
   put(h.sparse_offset, sparse.data(), sparse.size() * sizeof(uint64_t));
   put(h.strings_offset, strings.data().data(), strings.data().size());
+  put(h.checkpoints_offset, points.data(), points.size() * sizeof(IndexCheckpoint));
+  put(h.windows_offset, windows.data(), windows.size());
   uint64_t checksum = Hash64(file.data(), file.size());
   std::memcpy(file.data() + offsetof(IndexHeader, checksum), &checksum, sizeof(checksum));
   return file;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/child_table.h"
+#include "blob/checkpoints.h"
 #include "index/format.h"
 #include "layerfs/digest.h"
 #include "layerfs/status.h"
@@ -36,8 +37,17 @@ class IndexBuilder {
   // Warnings about entries that were skipped (e.g. a hard link to a directory), one line each.
   const std::vector<std::string>& warnings() const { return warnings_; }
 
-  // Serialises the index. `diff_id` and `tar_size` describe the tar the entries came from.
-  Result<std::string> Finish(const Digest& diff_id, uint64_t tar_size);
+  // The compressed blob a layer is served from in place: its checkpoints, digest and size.
+  struct InPlace {
+    const CheckpointList* checkpoints = nullptr;
+    Digest blob_digest;
+    uint64_t blob_size = 0;
+  };
+
+  // Serialises the index. `diff_id` and `tar_size` describe the tar the entries came from;
+  // `in_place`, when given, the compressed blob it is read from.
+  Result<std::string> Finish(const Digest& diff_id, uint64_t tar_size,
+                             const InPlace* in_place = nullptr);
 
  private:
   struct Entry;

@@ -20,9 +20,11 @@ Result<LayerIndex> LayerIndex::Open(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd) return Status::FromErrno(errno, path);
   LayerIndex index;
-  LAYERFS_ASSIGN_OR_RETURN(index.map_, MappedFile::Map(fd.get(), path));
-  index.base_ = index.map_.data();
-  index.size_ = index.map_.size();
+  LAYERFS_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Map(fd.get(), path));
+  auto shared = std::make_shared<MappedFile>(std::move(map));
+  index.base_ = shared->data();
+  index.size_ = shared->size();
+  index.storage_ = std::move(shared);
   LAYERFS_RETURN_IF_ERROR(index.Validate().WithContext(path));
   return index;
 }
@@ -30,11 +32,12 @@ Result<LayerIndex> LayerIndex::Open(const std::string& path) {
 Result<LayerIndex> LayerIndex::FromBytes(std::string bytes) {
   LayerIndex index;
   // Entries are read in place: copy into 8-byte-aligned storage (std::string's is not promised).
-  index.owned_ = std::make_shared<std::string>();
-  index.owned_->resize(bytes.size() + 8);
-  size_t pad = (8 - reinterpret_cast<uintptr_t>(index.owned_->data()) % 8) % 8;
-  std::memcpy(index.owned_->data() + pad, bytes.data(), bytes.size());
-  index.base_ = reinterpret_cast<const uint8_t*>(index.owned_->data() + pad);
+  auto owned = std::make_shared<std::string>();
+  owned->resize(bytes.size() + 8);
+  size_t pad = (8 - reinterpret_cast<uintptr_t>(owned->data()) % 8) % 8;
+  std::memcpy(owned->data() + pad, bytes.data(), bytes.size());
+  index.base_ = reinterpret_cast<const uint8_t*>(owned->data() + pad);
+  index.storage_ = std::move(owned);
   index.size_ = bytes.size();
   LAYERFS_RETURN_IF_ERROR(index.Validate());
   return index;
@@ -65,7 +68,7 @@ Status LayerIndex::Validate() {
     std::string head(reinterpret_cast<const char*>(base_), sizeof(IndexHeader));
     std::memcpy(head.data() + kField, &zero, sizeof(zero));
     uint64_t sum = Hash64Concat(head.data(), head.size(), base_ + sizeof(IndexHeader),
-                              size_ - sizeof(IndexHeader));
+                                size_ - sizeof(IndexHeader));
     if (sum != h.checksum) return bad("checksum mismatch");
   }
 
@@ -184,7 +187,69 @@ Status LayerIndex::Validate() {
   for (uint64_t s = 0; s < h.hash_capacity; ++s) {
     if (slots_[s] > n) return bad("hash slot out of bounds");
   }
+  return ValidateCheckpoints();
+}
+
+Status LayerIndex::ValidateCheckpoints() {
+  auto bad = [](const std::string& what) {
+    return Status::Corrupt("invalid index: checkpoints: " + what);
+  };
+  const IndexHeader& h = header();
+  if (h.codec == kIndexCodecNone) {
+    if (h.checkpoint_count != 0) return bad("present for a layer served from a file");
+    return Status::Ok();
+  }
+  if (h.codec != kIndexCodecGzip && h.codec != kIndexCodecZstd) return bad("unknown codec");
+  const uint64_t c = h.checkpoint_count;
+  if (h.checkpoints_offset % 8 != 0 || c > size_ / sizeof(IndexCheckpoint) ||
+      !FitsWithin(h.checkpoints_offset, c * sizeof(IndexCheckpoint), size_) ||
+      !FitsWithin(h.windows_offset, h.windows_size, size_)) {
+    return bad("section out of bounds");
+  }
+  if (c == 0 && h.tar_size > 0) return bad("none for a non-empty layer");
+  checkpoints_ = reinterpret_cast<const IndexCheckpoint*>(base_ + h.checkpoints_offset);
+  windows_ = reinterpret_cast<const char*>(base_ + h.windows_offset);
+  for (uint64_t k = 0; k < c; ++k) {
+    const IndexCheckpoint& p = checkpoints_[k];
+    auto bad_point = [&](const char* what) {
+      return bad("checkpoint " + std::to_string(k) + ": " + what);
+    };
+    if (k == 0 ? p.out_offset != 0 : p.out_offset <= checkpoints_[k - 1].out_offset) {
+      return bad_point("uncompressed offsets not increasing from 0");
+    }
+    if (k > 0 && p.in_offset < checkpoints_[k - 1].in_offset) {
+      return bad_point("compressed offsets decreasing");
+    }
+    if (p.out_offset >= h.tar_size) return bad_point("past the end of the tar");
+    if (p.in_offset > h.blob_size || (p.bits > 0 && p.in_offset == 0) || p.bits > 7) {
+      return bad_point("past the end of the blob");
+    }
+    if (p.window_raw > kWindowMax || (p.window_raw == 0) != (p.window_size == 0) ||
+        !FitsWithin(p.window_offset, p.window_size, h.windows_size)) {
+      return bad_point("window of the wrong size");
+    }
+    if (h.codec == kIndexCodecZstd && (p.bits != 0 || p.window_size != 0)) {
+      return bad_point("zstd checkpoint with a window");
+    }
+  }
   return Status::Ok();
+}
+
+CheckpointTable LayerIndex::checkpoints() const {
+  CheckpointTable t;
+  t.keep = storage_;
+  t.codec = static_cast<IndexCodec>(header().codec);
+  t.points = checkpoints_;
+  t.count = header().checkpoint_count;
+  t.windows = windows_;
+  t.windows_size = header().windows_size;
+  return t;
+}
+
+Digest LayerIndex::blob_digest() const {
+  std::array<uint8_t, Digest::kSize> bytes;
+  std::memcpy(bytes.data(), header().blob_digest, bytes.size());
+  return Digest(bytes);
 }
 
 uint32_t LayerIndex::FindChild(uint32_t dir, std::string_view name) const {

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "base/mapped_file.h"
+#include "blob/compressed_source.h"
 #include "index/format.h"
 #include "layerfs/digest.h"
 #include "layerfs/status.h"
@@ -40,6 +41,16 @@ class LayerIndex {
   uint64_t tar_size() const { return header().tar_size; }
   uint32_t entry_count() const { return header().entry_count; }
   size_t file_size() const { return size_; }
+
+  // How the layer's tar is reached: kIndexCodecNone (a file), or in place from a compressed blob
+  // through checkpoints, whose digest and size the index then records.
+  IndexCodec codec() const { return static_cast<IndexCodec>(header().codec); }
+  Digest blob_digest() const;
+  uint64_t blob_size() const { return header().blob_size; }
+  uint64_t span() const { return header().span; }
+  uint32_t checkpoint_count() const { return header().checkpoint_count; }
+  // The checkpoints, holding the index's memory for as long as the table lives.
+  CheckpointTable checkpoints() const;
 
   // REQUIRES: i < entry_count()
   const IndexEntry& entry(uint32_t i) const { return entries_[i]; }
@@ -80,12 +91,12 @@ class LayerIndex {
 
  private:
   Status Validate();
+  Status ValidateCheckpoints();
   std::string_view String(uint32_t off, uint32_t len) const {
     return std::string_view(strings_ + off, len);
   }
 
-  MappedFile map_;
-  std::shared_ptr<std::string> owned_;
+  std::shared_ptr<const void> storage_;  // the mapping or the bytes, shared with checkpoint tables
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   const IndexEntry* entries_ = nullptr;
@@ -93,6 +104,8 @@ class LayerIndex {
   const IndexXattr* xattrs_ = nullptr;
   const uint64_t* sparse_ = nullptr;
   const char* strings_ = nullptr;
+  const IndexCheckpoint* checkpoints_ = nullptr;
+  const char* windows_ = nullptr;
 };
 
 }  // namespace layerfs

@@ -17,6 +17,8 @@
 #include "base/file_util.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "blob/checkpoints.h"
+#include "blob/compressed_source.h"
 #include "blob/sha256.h"
 #include "index/index_builder.h"
 #include "tar/tar_reader.h"
@@ -60,6 +62,15 @@ int64_t NowNs() {
   struct timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A zstd layer is served in place when no span between its checkpoints (frame starts) is longer
+// than this; a layer of one large frame gets a decompressed copy instead.
+constexpr uint64_t kZstdLongestSpan = 16u << 20;
+
+std::string SpanText(uint64_t span) {
+  if (span >= (1u << 20) && span % (1u << 20) == 0) return std::to_string(span >> 20) + " MiB";
+  return std::to_string(span >> 10) + " KiB";
 }
 
 std::string MismatchMessage(const std::string& what, const Digest& expected, const Digest& got) {
@@ -121,6 +132,67 @@ Status LayerStore::WriteStamp(const Digest& digest, int fd, uint64_t offset, uin
                          std::string_view(reinterpret_cast<const char*>(&s), sizeof(s)));
 }
 
+bool MayServeInPlace(const LayerSpec& spec) {
+  return spec.compression != Compression::kNone && spec.blob_digest.has_value();
+}
+
+Result<Layer> LayerStore::InPlaceLayer(const LayerSpec& spec, LayerIndex index) const {
+  Layer layer;
+  layer.label = spec.label;
+  layer.position = spec.index;
+  LAYERFS_ASSIGN_OR_RETURN(std::shared_ptr<FileSource> blob, FileSource::Of(spec.blob));
+  const uint64_t tar_size = index.tar_size();
+  layer.served = (index.codec() == kIndexCodecGzip ? "checkpoints " : "zstd frames ") +
+                 std::to_string(index.checkpoint_count()) + " (span " + SpanText(index.span()) +
+                 ")";
+  layer.data = std::make_shared<CompressedSource>(std::move(blob), index.checkpoints(), tar_size,
+                                                  span_cache_, inflater_);
+  layer.index = std::move(index);
+  return layer;
+}
+
+Result<std::optional<Layer>> LayerStore::InPlaceFromCache(const LayerSpec& spec) const {
+  const Digest& blob_digest = *spec.blob_digest;
+  auto index = LayerIndex::Open(IndexPath(blob_digest));
+  if (!index.ok()) {
+    if (index.status().code() != ENOENT) {
+      LogInfo("{}: cached index unusable ({}); rebuilding", spec.label, index.status().message());
+    }
+    return std::optional<Layer>();
+  }
+  const IndexCodec want =
+      spec.compression == Compression::kGzip ? kIndexCodecGzip : kIndexCodecZstd;
+  if (index->codec() != want || index->diff_id() != *spec.diff_id ||
+      index->blob_digest() != blob_digest || index->blob_size() != spec.blob.length ||
+      (span_rebuild_ &&
+       index->span() != std::clamp(span_ == 0 ? kDefaultSpan : span_, kMinSpan, kMaxSpan))) {
+    return std::optional<Layer>();
+  }
+  bool verified_now = false;
+  if (!StampValid(blob_digest, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
+    const int64_t since = NowNs();
+    LAYERFS_ASSIGN_OR_RETURN(
+        Digest got, HashRange(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name));
+    if (got != blob_digest) {
+      return Status::Corrupt(spec.label + ": " + MismatchMessage(spec.blob.name, blob_digest, got));
+    }
+    verified_now = true;
+    Status s = WriteStamp(blob_digest, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
+    if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
+  }
+  LAYERFS_ASSIGN_OR_RETURN(Layer layer, InPlaceLayer(spec, std::move(index).value()));
+  layer.verified_now = verified_now;
+  return std::optional<Layer>(std::move(layer));
+}
+
+void LayerStore::RemoveOutdated(const Digest& diff_id) const {
+  const std::string index_path = IndexPath(diff_id);
+  auto old = LayerIndex::Open(index_path);
+  if (old.ok() || old.status().code() == ENOENT) return;  // current (or none): its copy is in use
+  ::unlink(CopyPath(diff_id).c_str());
+  ::unlink(index_path.c_str());
+}
+
 Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
   if (!spec.diff_id) return Status::Invalid(spec.label + ": the image config gives no diff_id");
   LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> cached, FromCache(spec, true));
@@ -130,12 +202,17 @@ Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
 
 Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool log) const {
   const Digest& key = *spec.diff_id;
+  if (MayServeInPlace(spec)) {
+    LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> in_place, InPlaceFromCache(spec));
+    if (in_place || spec.compression == Compression::kGzip) return in_place;
+  }
   Layer layer;
   layer.label = spec.label;
   layer.position = spec.index;
+  layer.served = spec.compression == Compression::kNone ? "in place" : "decompressed copy";
 
   auto index = LayerIndex::Open(IndexPath(key));
-  if (index.ok() && index->diff_id() == key) {
+  if (index.ok() && index->diff_id() == key && index->codec() == kIndexCodecNone) {
     if (spec.compression == Compression::kNone) {
       if (index->tar_size() == spec.blob.length) {
         if (spec.blob_digest && *spec.blob_digest != key) {
@@ -150,12 +227,12 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
           LAYERFS_ASSIGN_OR_RETURN(Digest got, HashRange(spec.blob.fd(), spec.blob.offset,
                                                          spec.blob.length, spec.blob.name));
           if (got != key) {
-            return Status::Corrupt(spec.label + ": " +
-                                   MismatchMessage(spec.blob.name, key, got));
+            return Status::Corrupt(spec.label + ": " + MismatchMessage(spec.blob.name, key, got));
           }
           layer.verified_now = true;
           Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
-          if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
+          if (!s.ok())
+            LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
         }
         LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Of(spec.blob));
         return std::optional<Layer>(std::move(layer));
@@ -183,6 +260,7 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
 Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   const Digest& key = *spec.diff_id;
   const bool compressed = spec.compression != Compression::kNone;
+  const bool in_place = MayServeInPlace(spec);
   for (const char* sub : {"/index/sha256", "/verified"}) {
     Status s = MakeDirs(dir_ + sub);
     if (!s.ok()) return s.WithContext("cache directory");
@@ -195,7 +273,7 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   // A build that fails removes its lock file (the cache keeps nothing named after a bad layer),
   // so a waiter that then gets the lock checks that its file is still the one in place.
   LAYERFS_RETURN_IF_ERROR(MakeDirs(dir_ + "/locks").WithContext("cache directory"));
-  const std::string lock_path = dir_ + "/locks/" + key.hex();
+  const std::string lock_path = dir_ + "/locks/" + (in_place ? *spec.blob_digest : key).hex();
   UniqueFd lock;
   for (;;) {
     lock.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
@@ -222,8 +300,9 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
     return std::move(*built_meanwhile);
   }
 
+  // gzip in place needs no copy; zstd learns only at the end whether its frames allow it.
   std::optional<AtomicFile> copy;
-  if (compressed) {
+  if (compressed && !(in_place && spec.compression == Compression::kGzip)) {
     Status s = MakeDirs(dir_ + "/blobs/sha256");
     if (!s.ok()) return s.WithContext("cache directory");
     LAYERFS_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(CopyPath(key), 0444));
@@ -233,17 +312,20 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
   Sha256 blob_hash;
   Sha256 tar_hash;
   IndexBuilder builder;
+  CheckpointList checkpoints;
   TarReadOptions options;
   options.compression = spec.compression;
   options.blob_hash = &blob_hash;
   options.tar_hash = compressed ? &tar_hash : &blob_hash;
-  options.copy_fd = compressed ? copy->fd() : -1;
+  options.copy_fd = copy ? copy->fd() : -1;
+  options.checkpoints = in_place ? &checkpoints : nullptr;
+  options.span = span_;
   if (progress_) {
     options.progress = [&](uint64_t done) { progress_(spec, done, spec.blob.length); };
   }
   const int64_t since = NowNs();
-  auto stats = ReadTar(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name,
-                       options, [&](const TarEntry& e) { return builder.Add(e); });
+  auto stats = ReadTar(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name, options,
+                       [&](const TarEntry& e) { return builder.Add(e); });
   if (!stats.ok()) return stats.status().WithContext(spec.label);
 
   Digest blob_digest = blob_hash.Finish();
@@ -253,19 +335,42 @@ Result<Layer> LayerStore::Build(const LayerSpec& spec) const {
                            MismatchMessage(spec.blob.name, *spec.blob_digest, blob_digest));
   }
   if (tar_digest != key) {
-    return Status::Corrupt(spec.label + ": " +
-                           MismatchMessage(spec.blob.name + (compressed ? " (uncompressed)" : ""),
-                                           key, tar_digest));
+    return Status::Corrupt(
+        spec.label + ": " +
+        MismatchMessage(spec.blob.name + (compressed ? " (uncompressed)" : ""), key, tar_digest));
   }
+  const bool serve_in_place =
+      in_place && (spec.compression == Compression::kGzip ||
+                   checkpoints.LongestSpan(stats->tar_bytes) <= kZstdLongestSpan);
+
+  if (serve_in_place) {
+    IndexBuilder::InPlace blob{&checkpoints, blob_digest, spec.blob.length};
+    auto bytes = builder.Finish(key, stats->tar_bytes, &blob);
+    if (!bytes.ok()) return bytes.status().WithContext(spec.label);
+    copy.reset();  // not needed: its temporary file goes
+    std::string index_path = IndexPath(blob_digest);
+    LAYERFS_RETURN_IF_ERROR(WriteFileAtomic(index_path, *bytes));
+    LAYERFS_RETURN_IF_ERROR(
+        WriteStamp(blob_digest, spec.blob.fd(), spec.blob.offset, spec.blob.length, since));
+    LAYERFS_ASSIGN_OR_RETURN(LayerIndex index, LayerIndex::Open(index_path));
+    LAYERFS_ASSIGN_OR_RETURN(Layer layer, InPlaceLayer(spec, std::move(index)));
+    RemoveOutdated(key);
+    layer.indexed_now = true;
+    layer.verified_now = true;
+    layer.warnings = builder.warnings();
+    lock_file.keep = true;
+    return layer;
+  }
+
   auto bytes = builder.Finish(key, stats->tar_bytes);
   if (!bytes.ok()) return bytes.status().WithContext(spec.label);
-
   Layer layer;
   layer.label = spec.label;
   layer.position = spec.index;
   layer.indexed_now = true;
   layer.verified_now = true;
   layer.warnings = builder.warnings();
+  layer.served = compressed ? "decompressed copy" : "in place";
   if (compressed) {
     LAYERFS_RETURN_IF_ERROR(copy->Commit());
     auto file = std::make_shared<UniqueFd>(copy->ReleaseFd());
@@ -293,9 +398,8 @@ Result<std::vector<Layer>> LayerStore::LoadAll(const std::vector<LayerSpec>& spe
   // Largest blobs first, so that the last one to finish is a small one.
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return specs[a].blob.length > specs[b].blob.length;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return specs[a].blob.length > specs[b].blob.length; });
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<size_t>(threads, n));
   std::atomic<size_t> next{0};

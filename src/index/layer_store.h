@@ -2,8 +2,13 @@
 // decides whether a layer can be served from what is cached or must be (re)indexed.
 //
 // Cache layout (all under the cache directory, default $XDG_CACHE_HOME/layerfs):
-//   index/sha256/<diff_id hex>.idx   layer index (format.h), keyed by the uncompressed digest
-//   blobs/sha256/<diff_id hex>.tar   uncompressed copy of a compressed layer
+//   index/sha256/<diff_id hex>.idx   layer index (format.h) of a layer served from a file (the
+//                                    blob, or its copy below), keyed by the uncompressed digest
+//   index/sha256/<blob hex>.idx      index of a gzip or zstd layer served in place from its blob,
+//                                    with its checkpoints, keyed by the compressed blob's digest
+//   blobs/sha256/<diff_id hex>.tar   uncompressed copy of a zstd layer that cannot be entered in
+//                                    the middle (one frame), or of a compressed layer whose blob
+//                                    digest the image does not state
 //   verified/<16 hex>                stamp: "this file range was checked against this digest,
 //                                    when the file had this device, inode, size, mtime, ctime"
 //   locks/<diff_id hex>              flock()ed by the process building that layer
@@ -20,6 +25,8 @@
 
 #include "base/unique_fd.h"
 #include "blob/byte_source.h"
+#include "blob/span_cache.h"
+#include "blob/span_decoder.h"
 #include "index/layer_index.h"
 #include "layerfs/status.h"
 #include "oci/manifest.h"
@@ -35,6 +42,9 @@ struct Layer {
   size_t position = 0;       // 0 is the bottom layer
   bool indexed_now = false;  // built during this load (not found in the cache)
   bool verified_now = false; // its digest was computed during this load
+  // How its bytes are served, for `layerfs inspect`: "in place", "checkpoints N (span S)",
+  // "decompressed copy".
+  std::string served;
   std::vector<std::string> warnings;
 };
 
@@ -73,6 +83,17 @@ class LayerStore {
 
   // Sets the progress callback of later loads (none by default).
   void set_progress(IndexProgress progress) { progress_ = std::move(progress); }
+  // The distance between checkpoints of compressed layers indexed from now on (0: the default).
+  // With `rebuild`, a cached index with another span is rebuilt rather than used.
+  void set_span(uint64_t span, bool rebuild) {
+    span_ = span;
+    span_rebuild_ = rebuild;
+  }
+  // The memory that decompressed spans of compressed layers may take, shared by all the layers
+  // this store loads from now on.
+  void set_span_cache(uint64_t bytes) { span_cache_ = std::make_shared<SpanCache>(bytes); }
+  const std::shared_ptr<SpanCache>& span_cache() const { return span_cache_; }
+  void set_inflater(Inflater inflater) { inflater_ = inflater; }
 
   const std::string& dir() const { return dir_; }
   std::string IndexPath(const Digest& diff_id) const;
@@ -82,8 +103,15 @@ class LayerStore {
   // The layer from the cache, or nothing when it must be built; `log` says why a cached index
   // is not used.
   Result<std::optional<Layer>> FromCache(const LayerSpec& spec, bool log) const;
-  // Builds the layer's index (and copy), holding locks/<diff_id> so that one process does it.
+  // The layer served in place from its compressed blob, when a valid index for that blob is
+  // cached.
+  Result<std::optional<Layer>> InPlaceFromCache(const LayerSpec& spec) const;
+  // Builds the layer's index (and copy), holding locks/<key> so that one process does it.
   Result<Layer> Build(const LayerSpec& spec) const;
+  // Removes what an older version of layerfs cached for the layer (an index of another format
+  // version keyed by its diff_id, and the uncompressed copy that went with it).
+  void RemoveOutdated(const Digest& diff_id) const;
+  Result<Layer> InPlaceLayer(const LayerSpec& spec, LayerIndex index) const;
   bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
   // Records that the range was verified. `verified_since` (CLOCK_REALTIME ns, 0 for files only
   // layerfs writes) is when reading it began: a file whose mtime or ctime is not clearly older
@@ -96,7 +124,15 @@ class LayerStore {
 
   std::string dir_;
   IndexProgress progress_;
+  uint64_t span_ = 0;
+  bool span_rebuild_ = false;
+  std::shared_ptr<SpanCache> span_cache_ = std::make_shared<SpanCache>(kDefaultSpanCache);
+  Inflater inflater_ = DefaultInflater();
 };
+
+// Whether `spec` is served in place (gzip, zstd of several frames) when it is indexed: it is
+// compressed and the image states its blob's digest.
+bool MayServeInPlace(const LayerSpec& spec);
 
 }  // namespace layerfs
 

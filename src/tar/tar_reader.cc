@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "blob/sha256.h"
+#include "blob/stream_scan.h"
 
 namespace layerfs {
 
@@ -81,14 +82,10 @@ struct FileSource {
   }
 };
 
-la_ssize_t FileRead(archive*, void* client, const void** buf) {
-  return static_cast<FileSource*>(client)->Next(buf);
-}
-
-// The uncompressed tar: the file itself, or the output of the decompressing reader `raw`.
+// The uncompressed tar: the file itself, or the output of the decompressing `scanner`.
 struct TarStream {
   FileSource* file;
-  archive* raw = nullptr;
+  StreamScanner* scanner = nullptr;
   Sha256* hash = nullptr;  // the tar hash when it differs from the blob hash
   int copy_fd = -1;
   uint64_t bytes = 0;
@@ -96,29 +93,12 @@ struct TarStream {
   Status error;
 
   ssize_t Next(const void** out) {
-    ssize_t n;
-    if (raw == nullptr) {
-      n = file->Next(out);
-      if (n < 0) {
-        error = file->error;
-        return -1;
-      }
-    } else {
-      const void* p = nullptr;
-      size_t size = 0;
-      la_int64_t offset = 0;
-      int r = archive_read_data_block(raw, &p, &size, &offset);
-      if (r == ARCHIVE_EOF) return 0;
-      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-        error = !file->error.ok() ? file->error
-                                  : Status::Corrupt(std::string(name) + ": decompression failed: " +
-                                                    ErrorString(raw));
-        return -1;
-      }
-      *out = p;
-      n = static_cast<ssize_t>(size);
-      if (copy_fd >= 0 && !WriteAll(p, size)) return -1;
+    ssize_t n = scanner == nullptr ? file->Next(out) : scanner->Next(out);
+    if (n < 0) {
+      error = !file->error.ok() ? file->error : scanner->error();
+      return -1;
     }
+    if (scanner != nullptr && copy_fd >= 0 && !WriteAll(*out, static_cast<size_t>(n))) return -1;
     if (hash != nullptr) hash->Update(*out, static_cast<size_t>(n));
     bytes += static_cast<uint64_t>(n);
     return n;
@@ -137,11 +117,6 @@ struct TarStream {
       size -= static_cast<size_t>(w);
     }
     return true;
-  }
-
-  static std::string ErrorString(archive* a) {
-    const char* s = archive_error_string(a);
-    return s != nullptr ? s : "unknown error";
   }
 };
 
@@ -279,35 +254,11 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
   stream.copy_fd = options.copy_fd;
   if (options.tar_hash != options.blob_hash) stream.hash = options.tar_hash;
 
-  ArchivePtr raw;
+  std::unique_ptr<StreamScanner> scanner;
   if (options.compression != Compression::kNone) {
-    raw.reset(archive_read_new());
-    if (!raw) return Status::Error(ENOMEM, "archive_read_new");
-    archive_read_support_format_raw(raw.get());
-    archive_read_support_format_empty(raw.get());
-    int want_filter = ARCHIVE_FILTER_NONE;
-    if (options.compression == Compression::kGzip) {
-      archive_read_support_filter_gzip(raw.get());
-      want_filter = ARCHIVE_FILTER_GZIP;
-    } else {
-      archive_read_support_filter_zstd(raw.get());
-      want_filter = ARCHIVE_FILTER_ZSTD;
-    }
-    if (archive_read_open(raw.get(), &file, nullptr, FileRead, nullptr) != ARCHIVE_OK) {
-      if (!file.error.ok()) return file.error;
-      return Status::Corrupt(std::string(name) + ": " + ArchiveError(raw.get()));
-    }
-    if (archive_filter_code(raw.get(), 0) != want_filter) {
-      return Status::Corrupt(std::string(name) + ": not " +
-                             std::string(CompressionName(options.compression)) +
-                             "-compressed, though the image says it is");
-    }
-    archive_entry* ignored;
-    int r = archive_read_next_header(raw.get(), &ignored);
-    if (r != ARCHIVE_OK && r != ARCHIVE_EOF) {
-      return Status::Corrupt(std::string(name) + ": " + ArchiveError(raw.get()));
-    }
-    stream.raw = raw.get();
+    scanner = StreamScanner::Make(options.compression, options.span, std::string(name),
+                                  [&file](const void** block) { return file.Next(block); });
+    stream.scanner = scanner.get();
   }
 
   ArchivePtr tar(archive_read_new());
@@ -374,10 +325,15 @@ Result<TarReadStats> ReadTar(int fd, uint64_t offset, uint64_t length, std::stri
   while ((n = stream.Next(&p)) > 0) {
   }
   if (n < 0) return stream.error;
-  if (stream.raw != nullptr) {
+  if (scanner != nullptr) {
     while ((n = file.Next(&p)) > 0) {
     }
     if (n < 0) return file.error;
+    if (file.consumed != length) {
+      return Status::Corrupt(std::string(name) + ": " + std::to_string(length - file.consumed) +
+                             " bytes after the end of the compressed stream");
+    }
+    if (options.checkpoints != nullptr) *options.checkpoints = scanner->checkpoints();
   }
   stats.blob_bytes = file.consumed;
   stats.tar_bytes = stream.bytes;

@@ -1,8 +1,9 @@
 // One sequential pass over a layer tar with libarchive: every header, with where its data lies.
 //
 // The pass reads the blob exactly once, front to back. While it does, it can hash the blob as
-// stored and the uncompressed tar (for digest verification), and, for a compressed blob, write the
-// uncompressed tar to a file so that file data can later be read in place from that copy.
+// stored and the uncompressed tar (for digest verification), and, for a compressed blob, record
+// the checkpoints from which it can be read in place later, or write the uncompressed tar to a
+// file to be read from that copy.
 #ifndef LAYERFS_TAR_TAR_READER_H_
 #define LAYERFS_TAR_TAR_READER_H_
 
@@ -18,6 +19,7 @@
 namespace layerfs {
 
 class Sha256;
+struct CheckpointList;
 
 enum class Compression { kNone, kGzip, kZstd };
 std::string_view CompressionName(Compression c);
@@ -57,6 +59,10 @@ struct TarReadOptions {
   Sha256* blob_hash = nullptr;  // receives every byte of the blob as stored
   Sha256* tar_hash = nullptr;   // receives every byte of the uncompressed tar
   int copy_fd = -1;             // compressed blobs: the uncompressed tar is written here
+  // Compressed blobs: the checkpoints found (blob/checkpoints.h), about every `span` bytes of the
+  // uncompressed tar (0: the default).
+  CheckpointList* checkpoints = nullptr;
+  uint64_t span = 0;
   // Called after each block of the blob is read, with the bytes of it read so far (progress
   // reports for large layers). Runs on the reading thread.
   std::function<void(uint64_t blob_bytes)> progress;

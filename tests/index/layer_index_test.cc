@@ -490,16 +490,118 @@ TEST_CASE("layer_index: an index whose sparse runs go backwards or overlap fails
     REQUIRE(h.sparse_words == 7);
     for (size_t k = 0; k < 2; ++k) {
       for (size_t f = 0; f < 3; ++f) {
-        const uint64_t field = k == 0 ? (f == 0 ? runs[0].logical : f == 1 ? runs[0].length
-                                                                           : runs[0].physical)
-                                      : (f == 0 ? runs[1].logical : f == 1 ? runs[1].length
-                                                                           : runs[1].physical);
+        const uint64_t field = k == 0 ? (f == 0   ? runs[0].logical
+                                         : f == 1 ? runs[0].length
+                                                  : runs[0].physical)
+                                      : (f == 0   ? runs[1].logical
+                                         : f == 1 ? runs[1].length
+                                                  : runs[1].physical);
         Poke(&*bytes, h.sparse_offset + 8 * (1 + 3 * k + f), field);
       }
     }
     Reseal(&*bytes);
     CheckRefused(*bytes, "runs out of order");
   }
+}
+
+}  // namespace
+}  // namespace layerfs
+
+namespace layerfs {
+namespace {
+
+// An index with checkpoints, as IndexBuilder writes it for a layer served in place.
+std::string IndexWithCheckpoints(IndexCodec codec) {
+  IndexBuilder builder;
+  TarEntry e{};
+  e.path = "big";
+  e.type = TarEntryType::kRegular;
+  e.mode = 0644;
+  e.size = 5000;
+  e.data_offset = 512;
+  REQUIRE(builder.Add(e).ok());
+  CheckpointList list;
+  list.codec = codec;
+  list.span = kMinSpan;
+  for (uint64_t k = 0; k < 3; ++k) {
+    Checkpoint c;
+    c.out = k * 1500;
+    c.in = k * 700;
+    if (codec == kIndexCodecGzip && k > 0) {
+      c.bits = 3;
+      c.window_raw = 1500;
+      c.window = std::string(40, 'w');
+    }
+    list.points.push_back(c);
+  }
+  IndexBuilder::InPlace in_place{&list, TestDigest(), 3000};
+  auto bytes = builder.Finish(TestDigest(), 6144, &in_place);
+  REQUIRE(bytes.ok());
+  return std::move(bytes).value();
+}
+
+TEST_CASE("layer_index: checkpoints round-trip, and damaged ones fail to open", "[index]") {
+  const std::string good = IndexWithCheckpoints(kIndexCodecGzip);
+  auto index = LayerIndex::FromBytes(good);
+  INFO(index.status().message());
+  REQUIRE(index.ok());
+  CHECK(index->codec() == kIndexCodecGzip);
+  CHECK(index->blob_size() == 3000);
+  CHECK(index->blob_digest() == TestDigest());
+  CHECK(index->span() == kMinSpan);
+  const CheckpointTable table = index->checkpoints();
+  REQUIRE(table.count == 3);
+  CHECK(table.points[2].out_offset == 3000);
+  CHECK(table.points[2].bits == 3);
+  CHECK(std::string(table.windows + table.points[2].window_offset, table.points[2].window_size) ==
+        std::string(40, 'w'));
+
+  const IndexHeader h = HeaderOf(good);
+  const size_t at = h.checkpoints_offset;
+  constexpr size_t kPoint = sizeof(IndexCheckpoint);
+  auto refused = [&](const char* what, const std::function<void(std::string*)>& damage) {
+    std::string bad = good;
+    damage(&bad);
+    Reseal(&bad);
+    CheckRefused(bad, what);
+    CHECK_THAT(LayerIndex::FromBytes(bad).status().message(), Catch::Contains("checkpoint"));
+  };
+  refused("first not at 0", [&](std::string* b) {
+    Poke<uint64_t>(b, at + offsetof(IndexCheckpoint, out_offset), 1);
+  });
+  refused("not increasing", [&](std::string* b) {
+    Poke<uint64_t>(b, at + kPoint + offsetof(IndexCheckpoint, out_offset), 3000);
+  });
+  refused("compressed offsets decreasing", [&](std::string* b) {
+    Poke<uint64_t>(b, at + kPoint + offsetof(IndexCheckpoint, in_offset), 1500);
+  });
+  refused("past the end of the tar", [&](std::string* b) {
+    Poke<uint64_t>(b, at + 2 * kPoint + offsetof(IndexCheckpoint, out_offset), 6144);
+  });
+  refused("past the blob", [&](std::string* b) {
+    Poke<uint64_t>(b, at + 2 * kPoint + offsetof(IndexCheckpoint, in_offset), 3001);
+  });
+  refused("bits out of range", [&](std::string* b) {
+    Poke<uint8_t>(b, at + kPoint + offsetof(IndexCheckpoint, bits), 8);
+  });
+  refused("window of the wrong size", [&](std::string* b) {
+    Poke<uint16_t>(b, at + kPoint + offsetof(IndexCheckpoint, window_raw), kWindowMax + 1);
+  });
+  refused("window outside its area", [&](std::string* b) {
+    Poke<uint64_t>(b, at + kPoint + offsetof(IndexCheckpoint, window_offset), 1u << 20);
+  });
+  refused("section out of bounds", [&](std::string* b) {
+    Poke<uint32_t>(b, offsetof(IndexHeader, checkpoint_count), 1u << 30);
+  });
+  refused("unknown codec",
+          [&](std::string* b) { Poke<uint32_t>(b, offsetof(IndexHeader, codec), 7); });
+  refused("a zstd checkpoint with a window", [&](std::string* b) {
+    Poke<uint32_t>(b, offsetof(IndexHeader, codec), kIndexCodecZstd);
+  });
+  refused("checkpoints for a layer served from a file", [&](std::string* b) {
+    Poke<uint32_t>(b, offsetof(IndexHeader, codec), kIndexCodecNone);
+  });
+  CHECK(LayerIndex::FromBytes(IndexWithCheckpoints(kIndexCodecZstd)).ok());
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/file_util.h"
 #include "oci/manifest.h"
 #include "tests/util/layer_checks.h"
 #include "tests/util/tar_writer.h"
@@ -54,6 +55,16 @@ std::vector<std::string> TempFilesUnder(const std::string& dir) {
     if (it->path().filename().string().find(".tmp-") != std::string::npos) {
       found.push_back(it->path().string());
     }
+  }
+  return found;
+}
+
+std::vector<std::string> FilesUnder(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_directory()) found.push_back(it->path().string());
   }
   return found;
 }
@@ -189,36 +200,75 @@ TEST_CASE("store: a changed byte in the blob is a digest mismatch naming the lay
   CHECK(TempFilesUnder(t.cache).empty());
 }
 
-TEST_CASE("store: gzip and zstd layers are copied uncompressed and later loads use the copy",
-          "[store]") {
+TEST_CASE("store: gzip and zstd layers are served in place, with no copy, and later loads use "
+          "the index", "[store]") {
   const std::string compression = GENERATE(as<std::string>{}, "gzip", "zstd");
   INFO(compression);
   OneLayer t(compression);
+  testing::LetTimestampsSettle();
+  LayerStore store(t.cache);
+  const Digest diff_id = testing::Sha256Of(t.tar);
+  ImageSpec image = MustLoadImage(t.image);
+  REQUIRE(image.layers[0].compression != Compression::kNone);
+  const Digest blob_digest = *image.layers[0].blob_digest;
+  {
+    Layer first = MustLoad(store, image.layers[0]);
+    CHECK(first.indexed_now);
+    CHECK(first.data->FileAt(0).fd == -1);
+    CHECK_THAT(first.served, Catch::StartsWith(compression == "gzip" ? "checkpoints 1 (span 1 MiB)"
+                                                                     : "zstd frames 1 (span"));
+    CHECK(Content(first, "data.bin") == "CONTENT-MARKER and the rest of the file");
+  }
+  CHECK_FALSE(Exists(store.CopyPath(diff_id)));
+  CHECK(FilesUnder(t.cache + "/blobs").empty());
+  CHECK_FALSE(Exists(store.IndexPath(diff_id)));
+  REQUIRE(Exists(store.IndexPath(blob_digest)));
+  Layer second = MustLoad(store, MustLoadImage(t.image).layers[0]);
+  CHECK_FALSE(second.indexed_now);
+  CHECK_FALSE(second.verified_now);
+  CHECK(second.index.codec() != kIndexCodecNone);
+  CHECK(Content(second, "etc/os-release") == "ID=layerfs\n");
+  CHECK(TempFilesUnder(t.cache).empty());
+}
+
+// A zstd layer of one frame larger than a span may be: it cannot be entered in the middle, so it
+// is decompressed once into the cache.
+struct OneFrame {
+  TempDir dir;
+  std::string image = dir.Sub("image");
+  std::string cache = dir.Sub("cache");
+  std::string tar = TarWriter()
+                        .File("data.bin", "CONTENT-MARKER and the rest of the file")
+                        .File("big", std::string(17u << 20, 'b'))
+                        .Finish();
+  OneFrame() { testing::WriteOciLayout(image, {tar}, "zstd"); }
+};
+
+TEST_CASE("store: a zstd layer of one large frame gets a decompressed copy", "[store]") {
+  OneFrame t;
   LayerStore store(t.cache);
   const Digest diff_id = testing::Sha256Of(t.tar);
   const std::string copy = store.CopyPath(diff_id);
   CHECK(copy == t.cache + "/blobs/sha256/" + diff_id.hex() + ".tar");
   {
-    ImageSpec image = MustLoadImage(t.image);
-    REQUIRE(image.layers[0].compression != Compression::kNone);
-    Layer first = MustLoad(store, image.layers[0]);
+    Layer first = MustLoad(store, MustLoadImage(t.image).layers[0]);
     CHECK(first.indexed_now);
+    CHECK(first.served == "decompressed copy");
     REQUIRE(Exists(copy));
     CHECK((testing::ReadFile(copy) == t.tar));
     CHECK(InodeOfFd(first.data->FileAt(0).fd) == InodeOfPath(copy));
     CHECK(first.data->FileAt(0).pos == 0);
-    CHECK(Content(first, "data.bin") == "CONTENT-MARKER and the rest of the file");
   }
   Layer second = MustLoad(store, MustLoadImage(t.image).layers[0]);
   CHECK_FALSE(second.indexed_now);
   CHECK_FALSE(second.verified_now);
   CHECK(InodeOfFd(second.data->FileAt(0).fd) == InodeOfPath(copy));
-  CHECK(Content(second, "etc/os-release") == "ID=layerfs\n");
+  CHECK(Content(second, "data.bin") == "CONTENT-MARKER and the rest of the file");
   CHECK(TempFilesUnder(t.cache).empty());
 }
 
 TEST_CASE("store: a deleted uncompressed copy is rebuilt", "[store]") {
-  OneLayer t("gzip");
+  OneFrame t;
   LayerStore store(t.cache);
   MustLoad(store, MustLoadImage(t.image).layers[0]);
   const std::string copy = store.CopyPath(testing::Sha256Of(t.tar));
@@ -231,7 +281,7 @@ TEST_CASE("store: a deleted uncompressed copy is rebuilt", "[store]") {
 }
 
 TEST_CASE("store: a changed uncompressed copy is not trusted", "[store]") {
-  OneLayer t("zstd");
+  OneFrame t;
   LayerStore store(t.cache);
   MustLoad(store, MustLoadImage(t.image).layers[0]);
   const std::string copy = store.CopyPath(testing::Sha256Of(t.tar));
@@ -240,6 +290,41 @@ TEST_CASE("store: a changed uncompressed copy is not trusted", "[store]") {
   CHECK(reloaded.verified_now);
   CHECK(Content(reloaded, "data.bin") == "CONTENT-MARKER and the rest of the file");
   CHECK((testing::ReadFile(copy) == t.tar));
+}
+
+TEST_CASE("store: a cache of the previous format is upgraded: the gzip layer's copy and old "
+          "index go once the new index exists", "[store]") {
+  OneLayer t("gzip");
+  LayerStore store(t.cache);
+  const Digest diff_id = testing::Sha256Of(t.tar);
+  // What the previous version left: an index of format version 1 keyed by the diff_id, and the
+  // uncompressed copy beside it.
+  std::string old_index(256, '\0');
+  std::memcpy(old_index.data(), kIndexMagic, sizeof(kIndexMagic));
+  const uint32_t version = 1;
+  std::memcpy(old_index.data() + 8, &version, sizeof(version));
+  REQUIRE(MakeDirs(t.cache + "/index/sha256").ok());
+  REQUIRE(MakeDirs(t.cache + "/blobs/sha256").ok());
+  testing::WriteFile(store.IndexPath(diff_id), old_index);
+  testing::WriteFile(store.CopyPath(diff_id), t.tar);
+
+  SECTION("an outdated cache") {
+    Layer layer = MustLoad(store, MustLoadImage(t.image).layers[0]);
+    CHECK(layer.indexed_now);
+    CHECK(layer.index.codec() == kIndexCodecGzip);
+    CHECK(Content(layer, "data.bin") == "CONTENT-MARKER and the rest of the file");
+    CHECK_FALSE(Exists(store.CopyPath(diff_id)));
+    CHECK_FALSE(Exists(store.IndexPath(diff_id)));
+  }
+  SECTION("a current copy, which another image's zstd layer of one frame uses, is kept") {
+    // The same tar as a plain layer: its index (keyed by the diff_id) is of today's format.
+    OneLayer plain("none");
+    MustLoad(store, MustLoadImage(plain.image).layers[0]);
+    Layer layer = MustLoad(store, MustLoadImage(t.image).layers[0]);
+    CHECK(layer.index.codec() == kIndexCodecGzip);
+    CHECK(Exists(store.CopyPath(diff_id)));
+    CHECK(LayerIndex::Open(store.IndexPath(diff_id)).ok());
+  }
 }
 
 TEST_CASE("store: a corrupt cached index is rebuilt, not trusted", "[store]") {

@@ -281,7 +281,10 @@ void WriteOciLayout(const std::string& dir, const std::vector<std::string>& tars
   for (const std::string& tar : tars) {
     std::string blob = tar;
     std::string type = "application/vnd.oci.image.layer.v1.tar";
-    if (compression == "gzip") {
+    if (compression.rfind("cmd:", 0) == 0) {
+      blob = Filter(compression.substr(4), tar);
+      type += compression.find("zstd") != std::string::npos ? "+zstd" : "+gzip";
+    } else if (compression == "gzip") {
       blob = Gzip(tar);
       type += "+gzip";
     } else if (compression == "zstd") {
@@ -302,6 +305,15 @@ void WriteOciLayout(const std::string& dir, const std::vector<std::string>& tars
        {"annotations", {{"org.opencontainers.image.ref.name", ref}}}});
   WriteFile(dir + "/index.json", index.dump());
   WriteFile(dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+}
+
+std::string Filter(const std::string& command, const std::string& input) {
+  TempDir dir;
+  WriteFile(dir.Sub("in"), input);
+  const int status = RunShell(command + " < " + ShellQuote(dir.Sub("in")) + " > " +
+                              ShellQuote(dir.Sub("out")));
+  if (status != 0) throw std::runtime_error("failed: " + command);
+  return ReadFile(dir.Sub("out"));
 }
 
 void WriteDockerDir(const std::string& dir, const std::vector<std::string>& tars,

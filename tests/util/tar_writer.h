@@ -86,8 +86,12 @@ Result<Layer> IndexTar(const std::string& tar, size_t position = 0);
 // Indexes each tar and returns the layers (bottom first).
 std::vector<Layer> IndexLayers(const std::vector<std::string>& tars);
 
+// The output of the shell command `command` given `input` on its standard input.
+std::string Filter(const std::string& command, const std::string& input);
+
 // Writes an OCI image layout at `dir` with the given layer tars (bottom first), compressed as
-// `compression` ("none", "gzip", "zstd") and tagged `ref`.
+// `compression` ("none", "gzip", "zstd", or "cmd:COMMAND" to compress with a shell command, the
+// media type saying zstd when the command names it, else gzip) and tagged `ref`.
 void WriteOciLayout(const std::string& dir, const std::vector<std::string>& tars,
                     const std::string& compression = "none", const std::string& ref = "latest");
 // Writes a docker-save directory layout (manifest.json, config, <hex>.tar layers) at `dir`.
