@@ -159,6 +159,11 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
       j["compression"] = CompressionName(spec.compression);
       j["size"] = spec.blob.length;
       j["uncompressed_size"] = image.layers[i].index.tar_size();
+      j["served"] = image.layers[i].served;
+      const LayerIndex& ix = image.layers[i].index;
+      j["checkpoints"] = ix.checkpoint_count();
+      j["span"] = ix.codec() == kIndexCodecNone ? Json(nullptr) : Json(ix.span());
+      j["index_size"] = ix.file_size();
       j["entries"] = s.tar_entries;
       j["files"] = s.files;
       j["dirs"] = s.dirs;
@@ -209,6 +214,7 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
                {"WH", true},
                {"OPQ", true, 1},
                {"WASTED", true},
+               {"SERVED"},
                {"CREATED BY"}});
   for (size_t i = 0; i < stats.size(); ++i) {
     const LayerStats& s = stats[i];
@@ -224,7 +230,7 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
                std::to_string(s.files), std::to_string(s.dirs + s.implied_dirs),
                std::to_string(s.symlinks + s.hardlinks), std::to_string(s.whiteouts),
                std::to_string(s.opaque_dirs), Size(s.wasted_bytes, args.bytes),
-               Printable(created, 4096)});
+               image.layers[i].served, Printable(created, 4096)});
   }
   table.Print(TerminalWidth());
   return 0;

@@ -61,7 +61,11 @@ int RunMount(const MountArgs& args) {
     WarnIfNotEmpty(args.mountpoint);
   }
 
-  auto image = OpenImage(args.image);
+  ImageArgs image_args = args.image;
+  image_args.span = plan->span;
+  image_args.span_given = plan->span != 0;
+  image_args.span_cache = plan->span_cache;
+  auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
   const OpenedImage& opened = **image;
   LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms",

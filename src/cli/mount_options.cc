@@ -18,6 +18,35 @@ std::optional<unsigned long> Number(const std::string& text, unsigned long max) 
   return n;
 }
 
+}  // namespace
+
+std::optional<uint64_t> ParseSize(const std::string& text) {
+  if (text.empty() || text[0] < '0' || text[0] > '9') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+  if (errno != 0 || end == nullptr) return std::nullopt;
+  std::string_view unit(end);
+  int shift = 0;
+  if (unit == "" ) {
+    shift = 0;
+  } else if (unit == "K" || unit == "k" || unit == "KiB") {
+    shift = 10;
+  } else if (unit == "M" || unit == "MiB") {
+    shift = 20;
+  } else if (unit == "G" || unit == "GiB") {
+    shift = 30;
+  } else if (unit == "T" || unit == "TiB") {
+    shift = 40;
+  } else {
+    return std::nullopt;
+  }
+  if (n > (~0ull >> shift)) return std::nullopt;
+  return static_cast<uint64_t>(n) << shift;
+}
+
+namespace {
+
 bool Prefixed(const std::string& o, std::string_view prefix, std::string* value) {
   if (o.rfind(prefix, 0) != 0) return false;
   *value = o.substr(prefix.size());
@@ -85,6 +114,16 @@ Result<MountPlan> PlanMount(const MountArgs& args, const MountingUser& who) {
         return Status::FromErrno(errno, "-o " + o + ": cannot write in " + dir);
       }
       mount.stats_path = value;
+    } else if (Prefixed(o, "span=", &value)) {
+      auto n = ParseSize(value);
+      if (!n || *n < kMinSpan || *n > kMaxSpan) {
+        return Status::Invalid("-o " + o + ": expected a size from 64K to 64M (e.g. 1M)");
+      }
+      plan.span = *n;
+    } else if (Prefixed(o, "span_cache=", &value)) {
+      auto n = ParseSize(value);
+      if (!n) return Status::Invalid("-o " + o + ": expected a size (e.g. 64M; 0 keeps none)");
+      plan.span_cache = *n;
     } else if (Prefixed(o, "max_read=", &value)) {
       auto n = Number(value, 1u << 30);
       if (!n || *n == 0) return Status::Invalid("-o " + o + ": expected a number of bytes");

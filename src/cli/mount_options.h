@@ -5,9 +5,13 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "blob/checkpoints.h"
+#include "blob/span_cache.h"
 #include "cli/commands.h"
 #include "fuse/filesystem.h"
 #include "fuse/session.h"
@@ -30,11 +34,18 @@ struct MountPlan {
   // Owners and device nodes in the scratch directory: natively when this process can give a file
   // any owner and make any device (root of the initial user namespace), else as xattrs.
   bool native_owners = false;
+  // -o span=: the distance between checkpoints of compressed layers (0: the default, and a cached
+  // index keeps its own); -o span_cache=: the memory for decompressed spans.
+  uint64_t span = 0;
+  uint64_t span_cache = kDefaultSpanCache;
 };
 
 // The plan for the mount `args` asks for (its image aside), or one error naming the option at
 // fault.
 Result<MountPlan> PlanMount(const MountArgs& args, const MountingUser& who);
+
+// A size: digits, then nothing (bytes) or K, M, G, T (binary multiples; KiB etc. too).
+std::optional<uint64_t> ParseSize(const std::string& text);
 
 // Each -o argument split at its commas, empty items dropped.
 std::vector<std::string> SplitCommas(const std::vector<std::string>& options);

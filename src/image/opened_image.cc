@@ -15,6 +15,9 @@ Result<std::unique_ptr<OpenedImage>> OpenImage(const ImageArgs& args, IndexProgr
 
   LayerStore store(args.cache.empty() ? LayerStore::DefaultDir() : args.cache);
   store.set_progress(std::move(progress));
+  store.set_span(args.span, args.span_given);
+  store.set_span_cache(args.span_cache);
+  opened->span_cache = store.span_cache();
   LAYERFS_ASSIGN_OR_RETURN(opened->layers, store.LoadAll(opened->spec.layers, 0, &opened->stats));
   LogDebug("layers loaded: {:.1f} ms", MsSince(start));
   for (const Layer& l : opened->layers) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "blob/span_cache.h"
 #include "index/layer_store.h"
 #include "oci/manifest.h"
 #include "tree/merged_tree.h"
@@ -20,6 +21,9 @@ struct ImageArgs {
   std::string cache;  // empty: LayerStore::DefaultDir()
   std::string ref;
   std::string platform;
+  uint64_t span = 0;  // compressed layers indexed now: checkpoint distance (0: the default)
+  bool span_given = false;  // a cached index of another span is rebuilt
+  uint64_t span_cache = kDefaultSpanCache;
 };
 
 // An image ready to use. Heap-allocated and never moved: the tree points at the layers.
@@ -28,6 +32,7 @@ struct OpenedImage {
   std::vector<Layer> layers;
   MergedTree tree;
   StoreStats stats;
+  std::shared_ptr<SpanCache> span_cache;  // shared by the compressed layers served in place
   double ms_to_open = 0;  // from the start of Open() until the tree was built
 };
 
