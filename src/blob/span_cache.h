@@ -2,7 +2,7 @@
 //
 // One cache serves every layer of a mount. It is bounded in bytes and evicts the least recently
 // used span first; a span being decompressed is decompressed once, however many readers want it
-// at the same time (the others wait for it). Spans larger than an eighth of the bound are not
+// at the same time (the others wait for it). Spans larger than a quarter of the bound are not
 // kept: their readers decode what they need themselves, so that no span, however a layer was
 // crafted, costs more memory than the bound.
 #ifndef LAYERFS_BLOB_SPAN_CACHE_H_
@@ -41,7 +41,7 @@ class SpanCache {
   // A new number for a source whose spans this cache keeps (spans are keyed by it).
   uint64_t NewSourceId();
   // The largest span kept.
-  uint64_t max_span() const { return capacity_ / 8; }
+  uint64_t max_span() const { return capacity_ / 4; }
   uint64_t capacity() const { return capacity_; }
 
   // Span `index` of source `source` (`size` bytes): from the cache, or made by `fill`, once,

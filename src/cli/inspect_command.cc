@@ -214,7 +214,7 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
                {"WH", true},
                {"OPQ", true, 1},
                {"WASTED", true},
-               {"SERVED"},
+               {"SERVED", false, 3},
                {"CREATED BY"}});
   for (size_t i = 0; i < stats.size(); ++i) {
     const LayerStats& s = stats[i];

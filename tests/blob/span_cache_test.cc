@@ -83,7 +83,7 @@ TEST_CASE("span cache: bounded, least recently used evicted first", "[span_cache
   CHECK(calls == 0);
   REQUIRE(cache.Get(b, 0, 1000, fill).ok());
   CHECK(calls == 1);
-  CHECK(cache.max_span() == 3000 / 8);
+  CHECK(cache.max_span() == 3000 / 4);
 }
 
 }  // namespace

@@ -49,7 +49,9 @@ def damage_flip_last_byte(path, other):
 def damage_version(path, other):
     with open(path, "r+b") as f:  # the version field follows the 8-byte magic
         f.seek(8)
-        f.write((2).to_bytes(4, "little"))
+        version = int.from_bytes(f.read(4), "little")
+        f.seek(8)
+        f.write((version + 1).to_bytes(4, "little"))
 
 
 def damage_symlink_to_other(path, other):

@@ -1,5 +1,8 @@
 """The real multi-layer Debian image ($LAYERFS_CORPUS, built by tests/corpus/build-image.sh):
 every form mounts as umoci's rootfs/, and the checks a user would make on it hold."""
+import gzip
+import hashlib
+import json
 import os
 import shutil
 import stat
@@ -7,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import Mounter, assert_same_tree
+from conftest import Mounter, assert_same_tree, layerfs_binary
 
 pytestmark = pytest.mark.corpus
 
@@ -60,3 +63,84 @@ def test_python_runs_in_a_chroot(mnt):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("[1]"), r.stdout
     mnt.assert_healthy()
+
+
+def _cache_files(cache):
+    out = {}
+    for root, _, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, cache)] = os.lstat(path).st_size
+    return out
+
+
+def _inspect(cache, image):
+    r = subprocess.run([layerfs_binary(), "inspect", "--json", "--cache", cache, image],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def test_gzip_layout_is_served_in_place_with_indexes_only(corpus, mounter):
+    """The gzip OCI layout: the cache holds the layer indexes (with their checkpoints) and no
+    uncompressed copy of any layer, in under 4% of the unpacked size."""
+    image = os.path.join(corpus, "oci")
+    m = mounter.mount(image)
+    assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
+    m.assert_healthy()
+    files = _cache_files(m.cache)
+    assert not [f for f in files if f.startswith("blobs/")], sorted(files)
+    info = _inspect(m.cache, image)
+    assert all(l["served"].startswith("checkpoints") for l in info["layers"]), info["layers"]
+    unpacked = info["total"]["uncompressed_size"]
+    cached = sum(files.values())
+    assert cached <= 0.04 * unpacked, (cached, unpacked, files)
+
+
+@pytest.fixture(scope="module")
+def pzstd_layout(corpus, tmp_path_factory):
+    """The corpus image with every layer recompressed by pzstd: zstd of many independent frames."""
+    src = os.path.join(corpus, "oci")
+    dst = str(tmp_path_factory.mktemp("pzstd") / "oci")
+    blobs = os.path.join(dst, "blobs", "sha256")
+    os.makedirs(blobs)
+
+    def put(data):
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return "sha256:" + digest
+
+    def blob(digest):
+        with open(os.path.join(src, "blobs", "sha256", digest.split(":")[1]), "rb") as f:
+            return f.read()
+
+    index = json.loads(open(os.path.join(src, "index.json")).read())
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    put(blob(manifest["config"]["digest"]))
+    for layer in manifest["layers"]:
+        tar = gzip.decompress(blob(layer["digest"]))
+        z = subprocess.run(["pzstd", "-p", "2", "-q", "-c"], input=tar, capture_output=True,
+                           check=True).stdout
+        layer["digest"] = put(z)
+        layer["size"] = len(z)
+        layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    text = json.dumps(manifest).encode()
+    index["manifests"] = [dict(index["manifests"][0], digest=put(text), size=len(text))]
+    with open(os.path.join(dst, "index.json"), "w") as f:
+        json.dump(index, f)
+    shutil.copy(os.path.join(src, "oci-layout"), dst)
+    return dst
+
+
+def test_pzstd_layout_is_served_in_place(corpus, pzstd_layout, mounter):
+    m = mounter.mount(pzstd_layout)
+    assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
+    m.assert_healthy()
+    files = _cache_files(m.cache)
+    assert not [f for f in files if f.startswith("blobs/")], sorted(files)
+    info = _inspect(m.cache, pzstd_layout)
+    big = [l for l in info["layers"] if l["uncompressed_size"] > 16 << 20]
+    assert big, info["layers"]
+    for l in info["layers"]:
+        assert l["served"].startswith("zstd frames"), l
+    assert all(l["checkpoints"] > 1 for l in big), big

@@ -1,9 +1,11 @@
 """Every form of the generated image mounts as exactly the tree umoci unpacks, cold and warm."""
+import json
 import os
+import subprocess
 
 import pytest
 
-from conftest import FORMS, assert_same_tree
+from conftest import FORMS, assert_same_tree, layerfs_binary
 
 COMPRESSED = {"oci", "oci-index-json", "oci-zstd", "oci-archive"}
 
@@ -28,8 +30,18 @@ def test_cold_mount_matches_reference(image, mounter, form):
     assert not [f for f in files if ".tmp-" in f], files
     indexes = [f for f in files if f.startswith("index/") and f.endswith(".idx")]
     assert len(indexes) == 5, "one index per layer expected: %s" % sorted(files)
+    # Compressed layers are served in place from their blobs: the cache holds no uncompressed copy
+    # of any layer.
     copies = [f for f in files if f.startswith("blobs/")]
-    assert len(copies) == (5 if form in COMPRESSED else 0), sorted(files)
+    assert copies == [], sorted(files)
+    r = subprocess.run([layerfs_binary(), "inspect", "--json", "--cache", m.cache, image.form(form)],
+                       capture_output=True, text=True, check=True)
+    for layer in json.loads(r.stdout)["layers"]:
+        if form not in COMPRESSED:
+            assert layer["served"] == "in place" and layer["checkpoints"] == 0
+        else:
+            assert layer["served"].startswith("zstd frames" if form == "oci-zstd" else "checkpoints")
+            assert layer["checkpoints"] >= 1
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
