@@ -12,10 +12,13 @@
 
 #include "base/hash.h"
 #include "base/unique_fd.h"
+#include "blob/checkpoints.h"
+#include "blob/compressed_source.h"
 #include "blob/sha256.h"
+#include "blob/span_cache.h"
 #include "index/index_builder.h"
-#include "index/layer_index.h"
 #include "index/layer_data.h"
+#include "index/layer_index.h"
 #include "index/layer_store.h"
 #include "oci/manifest.h"
 #include "tar/tar_reader.h"
@@ -112,22 +115,41 @@ int TarIndex(const uint8_t* data, size_t size) {
     copy = MemFile("", 0);
     options.copy_fd = copy.get();
   }
+  CheckpointList checkpoints;
+  options.checkpoints = &checkpoints;
+  options.span = kMinSpan;
   IndexBuilder builder;
   auto stats = ReadTar(blob.get(), 0, size, "fuzz.tar", options,
                        [&](const TarEntry& e) { return builder.Add(e); });
   if (!stats.ok()) return 0;
-  auto bytes = builder.Finish(Digest(), stats->tar_bytes);
+  IndexBuilder::InPlace in_place{&checkpoints, Digest(), size};
+  auto bytes = builder.Finish(Digest(), stats->tar_bytes,
+                              compression == Compression::kNone ? nullptr : &in_place);
   if (!bytes.ok()) return 0;
   auto index = LayerIndex::FromBytes(std::move(bytes).value());
   if (!index.ok())
     Fail("an index the builder wrote does not validate: " + index.status().message());
   std::vector<Layer> layers(1);
   layers[0].index = std::move(index).value();
-  layers[0].data = FileSource::Open(std::make_shared<UniqueFd>(compression == Compression::kNone
-                                                                   ? std::move(blob)
-                                                                   : std::move(copy)),
-                                    0, layers[0].index.tar_size(), "fuzz.tar")
-                       .value();
+  auto file = FileSource::Open(std::make_shared<UniqueFd>(std::move(blob)), 0, size, "fuzz.blob");
+  if (compression == Compression::kNone) {
+    layers[0].data = file.value();
+  } else {
+    // Read in place through the checkpoints, each byte compared with the decompressed copy.
+    auto copy_source =
+        FileSource::Open(std::make_shared<UniqueFd>(std::move(copy)), 0, stats->tar_bytes, "copy")
+            .value();
+    layers[0].data = std::make_shared<CompressedSource>(
+        file.value(), layers[0].index.checkpoints(), stats->tar_bytes,
+        std::make_shared<SpanCache>(1u << 20), DefaultInflater());
+    const uint64_t n = std::min<uint64_t>(stats->tar_bytes, 16u << 20);
+    std::string want(n, '\0'), got(n, '\0');
+    Status a = copy_source->ReadAt(0, want.data(), n);
+    Status b = layers[0].data->ReadAt(0, got.data(), n);
+    if (!a.ok() || !b.ok() || want != got) {
+      Fail("reading through the checkpoints differs from the decompressed stream: " + b.message());
+    }
+  }
   Exercise(layers, true);
   return 0;
 }
@@ -147,13 +169,23 @@ int LayerIndexBytes(const uint8_t* data, size_t size) {
   if (!index.ok()) return 0;
   std::vector<Layer> layers(1);
   layers[0].index = std::move(index).value();
-  // The tar the index describes: zeros of the size its header states (bounded), in memory.
+  // The tar the index describes: zeros of the size its header states (bounded), in memory; or,
+  // for an index with checkpoints, a compressed blob of zeros that no checkpoint decodes.
   const uint64_t tar_size = std::min<uint64_t>(layers[0].index.tar_size(), 1 << 20);
-  layers[0].data =
-      FileSource::Open(
-          std::make_shared<UniqueFd>(MemFile(std::string(tar_size, '\0').data(), tar_size)), 0,
-          layers[0].index.tar_size(), "fuzz.tar")
-          .value();
+  const bool in_place = layers[0].index.codec() != kIndexCodecNone;
+  const uint64_t stored =
+      in_place ? std::min<uint64_t>(layers[0].index.blob_size(), 1 << 20) : tar_size;
+  auto file = FileSource::Open(
+                  std::make_shared<UniqueFd>(MemFile(std::string(stored, '\0').data(), stored)), 0,
+                  in_place ? layers[0].index.blob_size() : layers[0].index.tar_size(), "fuzz.tar")
+                  .value();
+  if (in_place) {
+    layers[0].data = std::make_shared<CompressedSource>(
+        file, layers[0].index.checkpoints(), layers[0].index.tar_size(),
+        std::make_shared<SpanCache>(1u << 20), DefaultInflater());
+  } else {
+    layers[0].data = file;
+  }
   Exercise(layers, false);
   return 0;
 }

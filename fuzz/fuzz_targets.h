@@ -15,11 +15,14 @@
 namespace layerfs::fuzz {
 
 // The input is a layer blob (plain tar, or gzip or zstd by its magic number): read with ReadTar,
-// indexed with IndexBuilder, the index reopened with LayerIndex and merged with MergedTree.
+// indexed with IndexBuilder, the index reopened with LayerIndex and merged with MergedTree. A
+// compressed blob is also read in place through the checkpoints found, and must give the bytes
+// the sequential pass decompressed.
 int TarIndex(const uint8_t* data, size_t size);
 
 // The input is a layer index file (its checksum field is made to match, so that the fuzzer gets
-// past it): validated by LayerIndex, then every accessor and a merged tree over it exercised.
+// past it): validated by LayerIndex, then every accessor and a merged tree over it exercised,
+// reads included (through its checkpoints when it has some).
 int LayerIndexBytes(const uint8_t* data, size_t size);
 
 // The first byte picks the role of the rest in an otherwise valid image, loaded with LoadImage:

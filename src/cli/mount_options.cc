@@ -28,7 +28,7 @@ std::optional<uint64_t> ParseSize(const std::string& text) {
   if (errno != 0 || end == nullptr) return std::nullopt;
   std::string_view unit(end);
   int shift = 0;
-  if (unit == "" ) {
+  if (unit == "") {
     shift = 0;
   } else if (unit == "K" || unit == "k" || unit == "KiB") {
     shift = 10;

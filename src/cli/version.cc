@@ -1,13 +1,12 @@
 // layerfs --version: this build, and the libraries it runs with.
 #include <archive.h>
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fmt/format.h>
 #include <fuse_lowlevel.h>
 #include <openssl/crypto.h>
 #include <xxhash.h>
 #include <zlib.h>
 #include <zstd.h>
-
-#include <fmt/format.h>
 
 #include <string>
 
@@ -23,9 +22,8 @@ std::string VersionText() {
       "libfuse {}\n"
       "{}\n"
       "zlib {}, zstd {}, {}, xxHash {}.{}.{}",
-      LAYERFS_VERSION, fuse_pkgversion(),
-      archive_version_string(), zlibVersion(), ZSTD_versionString(),
-      OpenSSL_version(OPENSSL_VERSION), XXH_versionNumber() / 10000,
+      LAYERFS_VERSION, fuse_pkgversion(), archive_version_string(), zlibVersion(),
+      ZSTD_versionString(), OpenSSL_version(OPENSSL_VERSION), XXH_versionNumber() / 10000,
       XXH_versionNumber() / 100 % 100, XXH_versionNumber() % 100);
 }
 

@@ -21,7 +21,7 @@ struct ImageArgs {
   std::string cache;  // empty: LayerStore::DefaultDir()
   std::string ref;
   std::string platform;
-  uint64_t span = 0;  // compressed layers indexed now: checkpoint distance (0: the default)
+  uint64_t span = 0;        // compressed layers indexed now: checkpoint distance (0: the default)
   bool span_given = false;  // a cached index of another span is rebuilt
   uint64_t span_cache = kDefaultSpanCache;
 };
@@ -33,7 +33,7 @@ struct OpenedImage {
   MergedTree tree;
   StoreStats stats;
   std::shared_ptr<SpanCache> span_cache;  // shared by the compressed layers served in place
-  double ms_to_open = 0;  // from the start of Open() until the tree was built
+  double ms_to_open = 0;                  // from the start of Open() until the tree was built
 };
 
 // Opens the image, logging warnings about skipped entries and timings (at -vv). `progress`, if
