@@ -1,6 +1,7 @@
 #include "blob/compressed_source.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "base/log.h"
@@ -44,6 +45,18 @@ Status CompressedSource::Decode(size_t k, uint64_t skip, char* out, size_t size)
   return s;
 }
 
+void CompressedSource::PrefetchAfter(size_t k) const {
+  if (k + 1 >= table_.count) return;
+  const uint64_t length = SpanEnd(k + 1) - table_.points[k + 1].out_offset;
+  std::weak_ptr<const CompressedSource> self = weak_from_this();
+  cache_->Prefetch(cache_id_, k + 1, static_cast<size_t>(length),
+                   [self, k](char* out, size_t size) {
+                     auto source = self.lock();
+                     if (!source) return Status::Error(ECANCELED, "the layer is gone");
+                     return source->Decode(k + 1, 0, out, size);
+                   });
+}
+
 Status CompressedSource::ReadAt(uint64_t offset, char* buf, size_t size) const {
   if (offset > size_ || size > size_ - offset) {
     return Status::Invalid(name() + ": read past the end of the layer");
@@ -66,6 +79,7 @@ Status CompressedSource::ReadAt(uint64_t offset, char* buf, size_t size) const {
           cache_->Get(cache_id_, k, static_cast<size_t>(length),
                       [&](char* out, size_t len) { return Decode(k, 0, out, len); }));
       std::memcpy(buf, span->data() + (offset - start), n);
+      if ((offset + n - start) * 2 > length) PrefetchAfter(k);
     } else {
       LAYERFS_RETURN_IF_ERROR(Decode(k, offset - start, buf, n));
     }

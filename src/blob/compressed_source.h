@@ -2,7 +2,9 @@
 // through the checkpoints of its index.
 //
 // A read finds the checkpoint at or before its offset, takes that span (checkpoint to next
-// checkpoint) from the mount's SpanCache or decompresses it there, and copies its bytes out. The
+// checkpoint) from the mount's SpanCache or decompresses it there, and copies its bytes out. A
+// read in the second half of a span has the next one decompressed in the background, so that a
+// sequential reader finds it ready. The
 // blob itself is another ByteSource (a local file today), so where the compressed bytes come from
 // does not matter here.
 #ifndef LAYERFS_BLOB_COMPRESSED_SOURCE_H_
@@ -29,7 +31,8 @@ struct CheckpointTable {
   uint64_t windows_size = 0;
 };
 
-class CompressedSource final : public ByteSource {
+class CompressedSource final : public ByteSource,
+                               public std::enable_shared_from_this<CompressedSource> {
  public:
   // REQUIRES: `table` was validated against `blob` and `size` (LayerIndex does it).
   CompressedSource(std::shared_ptr<const ByteSource> blob, CheckpointTable table, uint64_t size,
@@ -46,6 +49,8 @@ class CompressedSource final : public ByteSource {
   // The span starting at checkpoint `k`: [start, end) of the tar.
   uint64_t SpanEnd(size_t k) const;
   Status Decode(size_t k, uint64_t skip, char* out, size_t size) const;
+  // Read-ahead: a read in the second half of span `k` has span k + 1 made in the background.
+  void PrefetchAfter(size_t k) const;
 
   std::shared_ptr<const ByteSource> blob_;
   CheckpointTable table_;

@@ -1,5 +1,10 @@
 #include "blob/span_cache.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+
 namespace layerfs {
 
 uint64_t SpanCache::NewSourceId() {
@@ -22,7 +27,7 @@ Result<SpanCache::Span> SpanCache::Get(uint64_t source, uint64_t index, size_t s
     if (it->second.data) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);
       ++stats_.hits;
-      return it->second.data;
+      return Span(it->second.data);
     }
     // Being filled by another reader: wait for it, then look again.
     std::shared_ptr<Status> failed = it->second.failed;
@@ -36,15 +41,26 @@ Result<SpanCache::Span> SpanCache::Get(uint64_t source, uint64_t index, size_t s
   slots_.emplace(key, Slot{nullptr, {}, failed});
   ++stats_.misses;
   lock.unlock();
+  return FillSlot(key, size, fill, failed);
+}
 
-  auto bytes = std::make_shared<std::string>(size, '\0');
-  Status s = fill(bytes->data(), size);
+Result<SpanCache::Span> SpanCache::FillSlot(const Key& key, size_t size, const Fill& fill,
+                                            const std::shared_ptr<Status>& failed) {
+  size_t capacity = 0;
+  SpanMemory buffer;
+  {
+    std::lock_guard<std::mutex> take(mu_);
+    buffer = TakeBuffer(size, &capacity);
+  }
+  Status s = buffer ? fill(buffer.get(), size) : Status::Error(ENOMEM, "no memory for a span");
+  auto bytes = std::make_shared<SpanBytes>(std::move(buffer), size, capacity);
 
-  lock.lock();
+  std::lock_guard<std::mutex> lock(mu_);
   auto it = slots_.find(key);
   if (!s.ok()) {
     *failed = s;
     slots_.erase(it);
+    Recycle(std::move(bytes));
     filled_.notify_all();
     return s;
   }
@@ -57,15 +73,93 @@ Result<SpanCache::Span> SpanCache::Get(uint64_t source, uint64_t index, size_t s
   return Span(bytes);
 }
 
+SpanCache::~SpanCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  queued_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void SpanCache::Prefetch(uint64_t source, uint64_t index, size_t size, Fill fill) {
+  const Key key{source, index};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_ || size > max_span() || slots_.count(key) > 0 ||
+      pending_.size() >= kMaxPrefetches) {
+    return;
+  }
+  auto failed = std::make_shared<Status>();
+  slots_.emplace(key, Slot{nullptr, {}, failed});
+  ++stats_.prefetches;
+  pending_.push_back(Prefetched{key, size, std::move(fill), std::move(failed)});
+  if (!worker_.joinable()) worker_ = std::thread([this] { PrefetchLoop(); });
+  queued_.notify_one();
+}
+
+void SpanCache::PrefetchLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    queued_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+    if (pending_.empty()) return;  // stopping, nothing left
+    Prefetched job = std::move(pending_.front());
+    pending_.pop_front();
+    if (stopping_) {
+      // Readers may wait for it: let them fill it themselves.
+      slots_.erase(job.key);
+      filled_.notify_all();
+      continue;
+    }
+    lock.unlock();
+    (void)FillSlot(job.key, job.size, job.fill, job.failed);
+    lock.lock();
+  }
+}
+
 void SpanCache::EvictLocked() {
   while (stats_.bytes > capacity_ && lru_.size() > 1) {
     Key victim = lru_.back();
     lru_.pop_back();
     auto it = slots_.find(victim);
     stats_.bytes -= it->second.data->size();
+    std::shared_ptr<SpanBytes> data = std::move(it->second.data);
     slots_.erase(it);
     ++stats_.evictions;
+    Recycle(std::move(data));
   }
+}
+
+namespace {
+// Buffers are allocated in steps of this, so that spans of nearly the same size share them.
+constexpr size_t kBufferStep = 64u << 10;
+}  // namespace
+
+void SpanMemoryFree::operator()(char* p) const {
+  if (p != nullptr) ::munmap(p, capacity);
+}
+
+SpanMemory SpanCache::TakeBuffer(size_t size, size_t* capacity) {
+  for (size_t i = 0; i < free_.size(); ++i) {
+    if (free_[i].second >= size && free_[i].second <= size + size / 4 + kBufferStep) {
+      *capacity = free_[i].second;
+      SpanMemory buffer = std::move(free_[i].first);
+      free_bytes_ -= free_[i].second;
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+      return buffer;
+    }
+  }
+  *capacity = std::max<size_t>(kBufferStep, (size + kBufferStep - 1) / kBufferStep * kBufferStep);
+  void* p = ::mmap(nullptr, *capacity, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) return SpanMemory(nullptr, SpanMemoryFree{0});
+  return SpanMemory(static_cast<char*>(p), SpanMemoryFree{*capacity});
+}
+
+void SpanCache::Recycle(std::shared_ptr<SpanBytes> span) {
+  // Only a span nobody reads any more; the others are freed by their last reader.
+  if (span.use_count() != 1 || free_bytes_ + span->capacity_ > capacity_ / 8) return;
+  free_bytes_ += span->capacity_;
+  free_.emplace_back(std::move(span->bytes_), span->capacity_);
 }
 
 }  // namespace layerfs

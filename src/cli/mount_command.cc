@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/mount_options.h"
 #include "fuse/preflight.h"
+#include "fuse/request_stats.h"
 #include "fuse/session.h"
 #include "scratch/scratch_dir.h"
 #include "tree/image_tree.h"
@@ -70,6 +71,16 @@ int RunMount(const MountArgs& args) {
   auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
   const OpenedImage& opened = **image;
+  if (opened.span_cache) {
+    AddStatsSection("span_cache", [cache = opened.span_cache] {
+      SpanCache::Stats st = cache->stats();
+      return std::vector<std::pair<std::string, uint64_t>>{{"hits", st.hits},
+                                                           {"misses", st.misses},
+                                                           {"evictions", st.evictions},
+                                                           {"prefetches", st.prefetches},
+                                                           {"bytes", st.bytes}};
+    });
+  }
   LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms", args.image.image,
           opened.layers.size(), opened.stats.layers_indexed, opened.stats.layers_verified,
           opened.tree.visible_paths(), MsSince(start));

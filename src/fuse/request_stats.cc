@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
@@ -16,16 +17,20 @@ struct Counter {
 };
 
 // One counter per operation of fuse_lowlevel_ops that answers requests, in the kernel's names.
-#define LAYERFS_REQUEST_KINDS(X)                                                              \
-  X(lookup, LOOKUP) X(forget, FORGET) X(forget_multi, BATCH_FORGET) X(getattr, GETATTR)        \
-  X(setattr, SETATTR) X(readlink, READLINK) X(mknod, MKNOD) X(mkdir, MKDIR) X(unlink, UNLINK)  \
-  X(rmdir, RMDIR) X(symlink, SYMLINK) X(rename, RENAME) X(link, LINK) X(open, OPEN)            \
-  X(read, READ) X(write, WRITE) X(write_buf, WRITE_BUF) X(flush, FLUSH) X(release, RELEASE)   \
-  X(fsync, FSYNC) X(opendir, OPENDIR) X(readdir, READDIR) X(readdirplus, READDIRPLUS)          \
-  X(releasedir, RELEASEDIR) X(fsyncdir, FSYNCDIR) X(statfs, STATFS) X(setxattr, SETXATTR)      \
-  X(getxattr, GETXATTR) X(listxattr, LISTXATTR) X(removexattr, REMOVEXATTR) X(access, ACCESS)  \
-  X(create, CREATE) X(getlk, GETLK) X(setlk, SETLK) X(bmap, BMAP) X(ioctl, IOCTL) X(poll, POLL) \
-  X(fallocate, FALLOCATE) X(flock, FLOCK) X(copy_file_range, COPY_FILE_RANGE) X(lseek, LSEEK)
+#define LAYERFS_REQUEST_KINDS(X)                                                                  \
+  X(lookup, LOOKUP)                                                                               \
+  X(forget, FORGET) X(forget_multi, BATCH_FORGET) X(getattr, GETATTR) X(setattr, SETATTR)         \
+      X(readlink, READLINK) X(mknod, MKNOD) X(mkdir, MKDIR) X(unlink, UNLINK) X(rmdir, RMDIR)     \
+          X(symlink, SYMLINK) X(rename, RENAME) X(link, LINK) X(open, OPEN) X(read, READ)         \
+              X(write, WRITE) X(write_buf, WRITE_BUF) X(flush, FLUSH) X(release, RELEASE)         \
+                  X(fsync, FSYNC) X(opendir, OPENDIR) X(readdir, READDIR)                         \
+                      X(readdirplus, READDIRPLUS) X(releasedir, RELEASEDIR) X(fsyncdir, FSYNCDIR) \
+                          X(statfs, STATFS) X(setxattr, SETXATTR) X(getxattr, GETXATTR)           \
+                              X(listxattr, LISTXATTR) X(removexattr, REMOVEXATTR)                 \
+                                  X(access, ACCESS) X(create, CREATE) X(getlk, GETLK)             \
+                                      X(setlk, SETLK) X(bmap, BMAP) X(ioctl, IOCTL) X(poll, POLL) \
+                                          X(fallocate, FALLOCATE) X(flock, FLOCK)                 \
+                                              X(copy_file_range, COPY_FILE_RANGE) X(lseek, LSEEK)
 
 enum Kind : int {
 #define LAYERFS_KIND_ENUM(member, name) k_##member,
@@ -72,13 +77,26 @@ fuse_lowlevel_ops CountedOps(const fuse_lowlevel_ops& ops) {
   g_inner = ops;
   if (g_inner.ioctl == nullptr) g_inner.ioctl = NoIoctl;
   fuse_lowlevel_ops out = g_inner;
-#define LAYERFS_COUNT(member, name)                                                            \
-  if (g_inner.member != nullptr) {                                                             \
+#define LAYERFS_COUNT(member, name)                                                                \
+  if (g_inner.member != nullptr) {                                                                 \
     out.member = &Counted<&fuse_lowlevel_ops::member, k_##member, decltype(g_inner.member)>::Call; \
   }
   LAYERFS_REQUEST_KINDS(LAYERFS_COUNT)
 #undef LAYERFS_COUNT
   return out;
+}
+
+namespace {
+std::mutex g_sections_mu;
+std::vector<std::pair<std::string, StatsSection>>& Sections() {
+  static auto* sections = new std::vector<std::pair<std::string, StatsSection>>();
+  return *sections;
+}
+}  // namespace
+
+void AddStatsSection(std::string key, StatsSection section) {
+  std::lock_guard<std::mutex> lock(g_sections_mu);
+  Sections().emplace_back(std::move(key), std::move(section));
 }
 
 std::string RequestStatsJson() {
@@ -92,8 +110,14 @@ std::string RequestStatsJson() {
     count += c;
     ns += t;
   }
-  return nlohmann::json{{"requests", requests}, {"total", {{"count", count}, {"ns", ns}}}}.dump(2) +
-         "\n";
+  nlohmann::json out{{"requests", requests}, {"total", {{"count", count}, {"ns", ns}}}};
+  std::lock_guard<std::mutex> lock(g_sections_mu);
+  for (const auto& [key, section] : Sections()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [name, value] : section()) j[name] = value;
+    out[key] = std::move(j);
+  }
+  return out.dump(2) + "\n";
 }
 
 Status WriteRequestStats(const std::string& path) {

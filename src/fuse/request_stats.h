@@ -4,7 +4,11 @@
 #ifndef LAYERFS_FUSE_REQUEST_STATS_H_
 #define LAYERFS_FUSE_REQUEST_STATS_H_
 
+#include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fuse/ops.h"
 #include "layerfs/status.h"
@@ -19,6 +23,11 @@ fuse_lowlevel_ops CountedOps(const fuse_lowlevel_ops& ops);
 // The statistics so far as JSON: {"requests": {"LOOKUP": {"count": N, "ns": T}, ...},
 // "total": {"count": N, "ns": T}}, kinds in the kernel's names, only those that came.
 std::string RequestStatsJson();
+
+// Counters of another part of the mount, written beside the requests as {"KEY": {"NAME": N, …}}
+// (e.g. the span cache's hits and misses). The function is called when the statistics are written.
+using StatsSection = std::function<std::vector<std::pair<std::string, uint64_t>>()>;
+void AddStatsSection(std::string key, StatsSection section);
 
 // Writes RequestStatsJson() to `path`, atomically.
 Status WriteRequestStats(const std::string& path);

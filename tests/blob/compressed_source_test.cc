@@ -170,7 +170,7 @@ TEST_CASE("compressed: gzip with FEXTRA, FNAME, FCOMMENT and FHCRC headers", "[c
   CheckReads(t);
 }
 
-TEST_CASE("compressed: a span cache holds each span once and stays within its bound",
+TEST_CASE("compressed: a sequential read makes each span once and stays within the bound",
           "[compressed]") {
   Loaded t;
   t.tar = TestTar();
@@ -187,7 +187,9 @@ TEST_CASE("compressed: a span cache holds each span once and stays within its bo
     Read(*layer, off, static_cast<size_t>(std::min<uint64_t>(131072, t.tar.size() - off)));
   }
   SpanCache::Stats stats = store.span_cache()->stats();
-  CHECK(stats.misses == layer->index.checkpoint_count());
+  // Each span made once: by the first read of it, or ahead of it by the read before.
+  CHECK(stats.misses + stats.prefetches == layer->index.checkpoint_count());
+  CHECK(stats.prefetches > 0);
   CHECK(stats.bytes <= (4u << 20));
   CHECK(stats.evictions > 0);
 }

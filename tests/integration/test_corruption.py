@@ -1,7 +1,8 @@
 """A layer blob damaged while mounted: reads of its files must fail with EIO (never return other
 bytes than the image's), other layers keep reading fine, and the daemon keeps serving.
 
-The image is the uncompressed docker-save directory, whose layer files layerfs reads in place.
+The image is the uncompressed docker-save directory, whose layer files layerfs reads in place, and
+the gzip OCI layout, whose layers it reads in place through their checkpoints.
 """
 import errno
 import json
@@ -22,15 +23,28 @@ OTHER_LAYERS = {  # never read before the damage, so not in the page cache
 }
 
 
-@pytest.fixture
-def damaged(image, mounter, tmp_path):
-    """Mounts a private copy of the docker dir; returns (mount, layer 0 path, TARGET offset)."""
-    d = image.copy("docker", str(tmp_path / "docker"))
-    with open(os.path.join(d, "manifest.json")) as f:
-        layer = os.path.join(d, json.load(f)[0]["Layers"][0])
-    with tarfile.open(layer) as t:
-        offset = t.getmember("./" + TARGET).offset_data
-    m = mounter.mount(os.path.join(d, "manifest.json"))
+@pytest.fixture(params=["docker", "oci"])
+def damaged(request, image, mounter, tmp_path):
+    """Mounts a private copy of the docker dir or the gzip OCI layout; returns (mount, layer 0
+    path, an offset in that blob inside TARGET's data)."""
+    form = request.param
+    d = image.copy(form, str(tmp_path / form))
+    if form == "docker":
+        with open(os.path.join(d, "manifest.json")) as f:
+            layer = os.path.join(d, json.load(f)[0]["Layers"][0])
+        with tarfile.open(layer) as t:
+            offset = t.getmember("./" + TARGET).offset_data
+        m = mounter.mount(os.path.join(d, "manifest.json"))
+    else:
+        def blob(digest):
+            return os.path.join(d, "blobs", "sha256", digest.split(":")[1])
+        with open(os.path.join(d, "index.json")) as f:
+            manifest = json.load(f)["manifests"][0]["digest"]
+        with open(blob(manifest)) as f:
+            layer = blob(json.load(f)["layers"][0]["digest"])
+        # The random bytes compress to nothing less than themselves: most of the blob is them.
+        offset = os.path.getsize(layer) // 3
+        m = mounter.mount(d)
     os.listdir(m.join("big"))
     return m, layer, offset
 
