@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 
 namespace layerfs {
 
@@ -67,7 +68,7 @@ Result<SpanCache::Span> SpanCache::FillSlot(const Key& key, size_t size, const F
   lru_.push_front(key);
   it->second.data = bytes;
   it->second.lru = lru_.begin();
-  stats_.bytes += size;
+  stats_.bytes += bytes->capacity_;  // the memory held, not only the span's bytes
   EvictLocked();
   filled_.notify_all();
   return Span(bytes);
@@ -121,7 +122,7 @@ void SpanCache::EvictLocked() {
     Key victim = lru_.back();
     lru_.pop_back();
     auto it = slots_.find(victim);
-    stats_.bytes -= it->second.data->size();
+    stats_.bytes -= it->second.data->capacity_;
     std::shared_ptr<SpanBytes> data = std::move(it->second.data);
     slots_.erase(it);
     ++stats_.evictions;
@@ -132,6 +133,7 @@ void SpanCache::EvictLocked() {
 namespace {
 // Buffers are allocated in steps of this, so that spans of nearly the same size share them.
 constexpr size_t kBufferStep = 64u << 10;
+constexpr size_t kHugePage = 2u << 20;
 }  // namespace
 
 void SpanMemoryFree::operator()(char* p) const {
@@ -140,13 +142,28 @@ void SpanMemoryFree::operator()(char* p) const {
 
 SpanMemory SpanCache::TakeBuffer(size_t size, size_t* capacity) {
   for (size_t i = 0; i < free_.size(); ++i) {
-    if (free_[i].second >= size && free_[i].second <= size + size / 4 + kBufferStep) {
+    if (free_[i].second >= size && free_[i].second <= size + size / 4 + kHugePage) {
       *capacity = free_[i].second;
       SpanMemory buffer = std::move(free_[i].first);
       free_bytes_ -= free_[i].second;
       free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
       return buffer;
     }
+  }
+  // Spans of a megabyte or more get transparent huge pages: one fault per 2 MiB instead of 512.
+  if (size >= kHugePage / 2) {
+    *capacity = (size + kHugePage - 1) / kHugePage * kHugePage;
+    void* raw = ::mmap(nullptr, *capacity + kHugePage, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return SpanMemory(nullptr, SpanMemoryFree{0});
+    const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+    if (aligned > start) ::munmap(raw, aligned - start);
+    const size_t tail = kHugePage - (aligned - start);
+    if (tail > 0) ::munmap(reinterpret_cast<void*>(aligned + *capacity), tail);
+    void* p = reinterpret_cast<void*>(aligned);
+    ::madvise(p, *capacity, MADV_HUGEPAGE);
+    return SpanMemory(static_cast<char*>(p), SpanMemoryFree{*capacity});
   }
   *capacity = std::max<size_t>(kBufferStep, (size + kBufferStep - 1) / kBufferStep * kBufferStep);
   void* p = ::mmap(nullptr, *capacity, PROT_READ | PROT_WRITE,

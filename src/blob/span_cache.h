@@ -25,7 +25,7 @@
 
 namespace layerfs {
 
-inline constexpr uint64_t kDefaultSpanCache = 32u << 20;
+inline constexpr uint64_t kDefaultSpanCache = 64u << 20;
 
 // Memory for spans: mapped with its pages populated at once (one system call, where touching a
 // fresh page at a time costs a fault each, dear under a hypervisor).
