@@ -132,7 +132,7 @@ void SpanCache::EvictLocked() {
 
 namespace {
 // Buffers are allocated in steps of this, so that spans of nearly the same size share them.
-constexpr size_t kBufferStep = 64u << 10;
+constexpr size_t kBufferStep = 4096;  // a page: what a mapping takes at least
 constexpr size_t kHugePage = 2u << 20;
 }  // namespace
 

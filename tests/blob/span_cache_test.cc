@@ -57,11 +57,12 @@ TEST_CASE("span cache: a failed fill is not kept, and its waiters get the error"
   auto again = cache.Get(id, 0, 10, FillWith('y', &ok_calls));
   REQUIRE(again.ok());
   CHECK(ok_calls == 1);
-  CHECK(cache.stats().bytes == 10);
+  CHECK(cache.stats().bytes == 4096);  // the memory held: a page
 }
 
 TEST_CASE("span cache: bounded, least recently used evicted first", "[span_cache]") {
-  SpanCache cache(3000);
+  constexpr size_t kSpan = 4096;  // a page: what each span holds
+  SpanCache cache(3 * kSpan);
   const uint64_t a = cache.NewSourceId();
   const uint64_t b = cache.NewSourceId();
   std::atomic<int> calls{0};
@@ -70,20 +71,20 @@ TEST_CASE("span cache: bounded, least recently used evicted first", "[span_cache
     std::fill(out, out + size, 'z');
     return Status::Ok();
   };
-  REQUIRE(cache.Get(a, 0, 1000, fill).ok());
-  REQUIRE(cache.Get(b, 0, 1000, fill).ok());  // another source, same index: another span
-  REQUIRE(cache.Get(a, 1, 1000, fill).ok());
+  REQUIRE(cache.Get(a, 0, kSpan, fill).ok());
+  REQUIRE(cache.Get(b, 0, kSpan, fill).ok());  // another source, same index: another span
+  REQUIRE(cache.Get(a, 1, kSpan, fill).ok());
   CHECK(calls == 3);
-  REQUIRE(cache.Get(a, 0, 1000, fill).ok());  // a hit: now the most recent
-  REQUIRE(cache.Get(a, 2, 1000, fill).ok());  // evicts (b, 0), the least recent
-  CHECK(cache.stats().bytes <= 3000);
+  REQUIRE(cache.Get(a, 0, kSpan, fill).ok());  // a hit: now the most recent
+  REQUIRE(cache.Get(a, 2, kSpan, fill).ok());  // evicts (b, 0), the least recent
+  CHECK(cache.stats().bytes <= 3 * kSpan);
   CHECK(cache.stats().evictions == 1);
   calls = 0;
-  REQUIRE(cache.Get(a, 0, 1000, fill).ok());
+  REQUIRE(cache.Get(a, 0, kSpan, fill).ok());
   CHECK(calls == 0);
-  REQUIRE(cache.Get(b, 0, 1000, fill).ok());
+  REQUIRE(cache.Get(b, 0, kSpan, fill).ok());
   CHECK(calls == 1);
-  CHECK(cache.max_span() == 3000 / 2);
+  CHECK(cache.max_span() == 3 * kSpan / 2);
 }
 
 }  // namespace
