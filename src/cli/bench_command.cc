@@ -1,7 +1,6 @@
 // layerfs bench: how fast are path lookups in this image, through the merged index, layer by
 // layer (what an overlay without a merged index does), and through a real mount.
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -9,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -94,8 +94,8 @@ std::vector<std::string> AllPaths(const MergedTree& tree) {
     auto [node, path] = std::move(stack.back());
     stack.pop_back();
     for (uint32_t child : tree.Children(node)) {
-      std::string p =
-          path.empty() ? std::string(tree.Name(child)) : path + "/" + std::string(tree.Name(child));
+      std::string p = path.empty() ? std::string(tree.Name(child))
+                                   : path + "/" + std::string(tree.Name(child));
       if (tree.IsDir(child)) stack.emplace_back(child, p);
       out.push_back(std::move(p));
     }
@@ -227,10 +227,9 @@ int RunBench(const BenchArgs& args) {
     if (mounted) {
       out["mount"] = {{"lstat", mounted->lstat.ToJson()},
                       {"round_trip", mounted->statfs.ToJson()},
-                      {"read",
-                       {{"files", mounted->files},
-                        {"bytes", mounted->bytes},
-                        {"seconds", mounted->read_seconds}}}};
+                      {"read", {{"files", mounted->files},
+                                {"bytes", mounted->bytes},
+                                {"seconds", mounted->read_seconds}}}};
     }
     fmt::print("{}\n", out.dump(2));
     return 0;

@@ -70,8 +70,7 @@ int RunCommit(const CommitArgs& args) {
   auto stats = WriteScratchLayer(scratch->upper_fd(), opened.tree, writer->get());
   if (!stats.ok()) {
     cleanup();
-    return Fail(
-        Status::Error(stats.status().code(), args.scratch + "/" + stats.status().message()));
+    return Fail(Status::Error(stats.status().code(), args.scratch + "/" + stats.status().message()));
   }
   auto written = (*writer)->Finish();
   if (written.ok() && ::fsync(fd.get()) != 0) written = Status::FromErrno(errno, layer_path);
@@ -79,18 +78,17 @@ int RunCommit(const CommitArgs& args) {
     cleanup();
     return Fail(written.status());
   }
-  Status s =
-      WriteCommittedImage(opened.spec, opened.layers, layer_path, *written, options, args.out);
+  Status s = WriteCommittedImage(opened.spec, opened.layers, layer_path, *written, options,
+                                 args.out);
   cleanup();
   if (!s.ok()) return Fail(s);
   if (LogEnabled(LogLevel::kWarning)) {  // all but -q
-    fmt::print(
-        "{}: {} image, the {} layers of {} + layer {} {} ({} bytes{}): {} entries, {} of "
-        "them whiteouts, in {:.0f} ms\n",
-        args.out, args.format == "oci" ? "OCI" : "docker-save", opened.layers.size(),
-        args.image.image, opened.layers.size() + 1, written->blob_digest.str(), written->blob_size,
-        compress == "none" ? "" : ", " + compress, stats->entries, stats->whiteouts,
-        MsSince(start));
+    fmt::print("{}: {} image, the {} layers of {} + layer {} {} ({} bytes{}): {} entries, {} of "
+               "them whiteouts, in {:.0f} ms\n",
+               args.out, args.format == "oci" ? "OCI" : "docker-save", opened.layers.size(),
+               args.image.image, opened.layers.size() + 1, written->blob_digest.str(),
+               written->blob_size, compress == "none" ? "" : ", " + compress, stats->entries,
+               stats->whiteouts, MsSince(start));
   }
   return 0;
 }

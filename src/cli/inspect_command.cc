@@ -1,7 +1,6 @@
 // layerfs inspect, which, ls and diff: an image's layers looked at without mounting it. The
 // logic is in inspect/inspect.h; this file opens the image and formats what it returns, as tables
 // sized to the terminal or as one JSON document (--json).
-#include <fmt/format.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -11,6 +10,7 @@
 #include <array>
 #include <cstdlib>
 #include <ctime>
+#include <fmt/format.h>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -61,26 +61,13 @@ Json LayerJson(const OpenedImage& image, uint32_t position) {
 std::string ModeString(uint32_t st_mode) {
   std::string s(10, '-');
   switch (st_mode & S_IFMT) {
-    case S_IFDIR:
-      s[0] = 'd';
-      break;
-    case S_IFLNK:
-      s[0] = 'l';
-      break;
-    case S_IFCHR:
-      s[0] = 'c';
-      break;
-    case S_IFBLK:
-      s[0] = 'b';
-      break;
-    case S_IFIFO:
-      s[0] = 'p';
-      break;
-    case S_IFSOCK:
-      s[0] = 's';
-      break;
-    default:
-      break;
+    case S_IFDIR: s[0] = 'd'; break;
+    case S_IFLNK: s[0] = 'l'; break;
+    case S_IFCHR: s[0] = 'c'; break;
+    case S_IFBLK: s[0] = 'b'; break;
+    case S_IFIFO: s[0] = 'p'; break;
+    case S_IFSOCK: s[0] = 's'; break;
+    default: break;
   }
   static constexpr char kRwx[] = "rwxrwxrwx";
   for (int i = 0; i < 9; ++i) {
@@ -138,7 +125,7 @@ Json EntryJson(const LayerIndex& ix, uint32_t i) {
   if (type == EntryType::kSymlink) j["target"] = std::string(ix.link_target(e));
   if (type == EntryType::kHardlink) {
     j["link_to"] = "/" + ((e.flags & kFlagLowerLink) ? std::string(ix.link_target(e))
-                                                     : ix.PathOf(static_cast<uint32_t>(e.data)));
+                                                      : ix.PathOf(static_cast<uint32_t>(e.data)));
   }
   j["mode"] = e.mode;
   j["uid"] = e.uid;
@@ -196,13 +183,12 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
     PrintJson({{"image", image.spec.location},
                {"format", image.spec.format},
                {"layers", std::move(layers)},
-               {"total",
-                {{"size", total_size},
-                 {"uncompressed_size", total_tar},
-                 {"file_bytes", total.file_bytes},
-                 {"wasted_files", total.wasted_files},
-                 {"wasted_bytes", total.wasted_bytes},
-                 {"visible_paths", image.tree.visible_paths()}}}});
+               {"total", {{"size", total_size},
+                          {"uncompressed_size", total_tar},
+                          {"file_bytes", total.file_bytes},
+                          {"wasted_files", total.wasted_files},
+                          {"wasted_bytes", total.wasted_bytes},
+                          {"visible_paths", image.tree.visible_paths()}}}});
     return 0;
   }
 
@@ -211,12 +197,11 @@ int Inspect(const InspectArgs& args, const OpenedImage& image) {
     std::string s = Size(n, args.bytes);
     return s.back() >= '0' && s.back() <= '9' ? s + " bytes" : s;
   };
-  fmt::print(
-      "{}: {} layer{}, {} ({} unpacked), {} paths; {} in {} file{} hidden by later "
-      "layers\n\n",
-      Printable(image.spec.location, 4096), stats.size(), stats.size() == 1 ? "" : "s",
-      words(total_size), words(total_tar), image.tree.visible_paths(), words(total.wasted_bytes),
-      total.wasted_files, total.wasted_files == 1 ? "" : "s");
+  fmt::print("{}: {} layer{}, {} ({} unpacked), {} paths; {} in {} file{} hidden by later "
+             "layers\n\n",
+             Printable(image.spec.location, 4096), stats.size(), stats.size() == 1 ? "" : "s",
+             words(total_size), words(total_tar), image.tree.visible_paths(),
+             words(total.wasted_bytes), total.wasted_files, total.wasted_files == 1 ? "" : "s");
   Table table({{"#", true},
                {"DIGEST"},
                {"TYPE", false, 6},
@@ -262,10 +247,11 @@ int Which(const InspectArgs& args, const OpenedImage& image) {
     for (const PathLayer& l : report->layers) {
       if (l.role == PathRole::kShadowed || l.role == PathRole::kServes) continue;
       why = fmt::format(" (layer {} {})", l.layer + 1,
-                        l.role == PathRole::kWhiteout ? "deletes " + Printable(l.via, 4096)
-                        : l.role == PathRole::kOpaque
-                            ? "has " + Printable(l.via, 4096) + " as an opaque directory"
-                            : "replaces " + Printable(l.via, 4096) + " with a non-directory");
+                        l.role == PathRole::kWhiteout  ? "deletes " + Printable(l.via, 4096)
+                        : l.role == PathRole::kOpaque  ? "has " + Printable(l.via, 4096) +
+                                                            " as an opaque directory"
+                                                       : "replaces " + Printable(l.via, 4096) +
+                                                            " with a non-directory");
       break;
     }
     return Fail(Status::NotFound(Printable(report->path, 4096) +
@@ -318,8 +304,8 @@ int Which(const InspectArgs& args, const OpenedImage& image) {
         what = DescribeEntry(ix, l.entry, args.bytes);
         break;
       case PathRole::kShadowed:
-        what =
-            DescribeEntry(ix, l.entry, args.bytes) + fmt::format(", hidden by layer {}", l.by + 1);
+        what = DescribeEntry(ix, l.entry, args.bytes) + fmt::format(", hidden by layer {}",
+                                                                    l.by + 1);
         break;
       case PathRole::kWhiteout:
         what = l.via == report->path ? "whiteout" : "whiteout of " + Printable(l.via, 4096);
@@ -385,8 +371,8 @@ void PrintLong(const MergedTree& tree, const std::vector<std::pair<uint32_t, std
     for (size_t c = 0; c < 7; ++c) w[c] = std::max(w[c], DisplayWidth(r[c]));
   }
   for (const auto& r : rows) {
-    fmt::print("{} {:>{}} {:<{}} {:<{}} {:>{}} {} {:>{}}  {}\n", r[0], r[1], w[1], r[2], w[2], r[3],
-               w[3], r[4], w[4], r[5], r[6], w[6], r[7]);
+    fmt::print("{} {:>{}} {:<{}} {:<{}} {:>{}} {} {:>{}}  {}\n", r[0], r[1], w[1], r[2], w[2],
+               r[3], w[3], r[4], w[4], r[5], r[6], w[6], r[7]);
   }
 }
 
@@ -397,8 +383,8 @@ int Ls(const InspectArgs& args, const OpenedImage& image) {
   const uint32_t start = tree.LookupPath(*normalized);
   const std::string start_path = "/" + *normalized;
   if (start == MergedTree::kNoNode) {
-    return Fail(
-        Status::NotFound(Printable(start_path, 4096) + ": no such path in the merged view"));
+    return Fail(Status::NotFound(Printable(start_path, 4096) +
+                                 ": no such path in the merged view"));
   }
 
   // The directories to list, in order: the start (if a directory), then with -R every directory
@@ -545,8 +531,8 @@ int Diff(const InspectArgs& args, const OpenedImage& image) {
       }
       case DiffItem::Kind::kDeleted:
         r = {"D", item.opaque ? "opaque" : std::string(type_of(lower, item.lower_node)), item.path,
-             item.opaque
-                 ? fmt::format("({} lower path{} hidden)", item.hidden, item.hidden == 1 ? "" : "s")
+             item.opaque ? fmt::format("({} lower path{} hidden)", item.hidden,
+                                       item.hidden == 1 ? "" : "s")
              : item.hidden > 1 ? fmt::format("(and {} path{} below)", item.hidden - 1,
                                              item.hidden == 2 ? "" : "s")
                                : ""};
@@ -571,14 +557,10 @@ int RunInspect(const InspectArgs& args) {
   auto opened = Open(args.image);
   if (!opened.ok()) return Fail(opened.status());
   switch (args.command) {
-    case InspectArgs::Command::kInspect:
-      return Inspect(args, **opened);
-    case InspectArgs::Command::kWhich:
-      return Which(args, **opened);
-    case InspectArgs::Command::kLs:
-      return Ls(args, **opened);
-    case InspectArgs::Command::kDiff:
-      return Diff(args, **opened);
+    case InspectArgs::Command::kInspect: return Inspect(args, **opened);
+    case InspectArgs::Command::kWhich: return Which(args, **opened);
+    case InspectArgs::Command::kLs: return Ls(args, **opened);
+    case InspectArgs::Command::kDiff: return Diff(args, **opened);
   }
   return 2;
 }

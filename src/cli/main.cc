@@ -1,5 +1,6 @@
 // layerfs: mount a container image straight from its layer tars.
 #include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -68,9 +69,8 @@ int main(int argc, char** argv) {
   app.name("layerfs");
   app.require_subcommand(1);
   app.fallthrough();  // -v and -q also after the subcommand
-  app.set_version_flag(
-      "--version", [] { return VersionText(); },
-      "Print the version of layerfs and of the libraries it runs with");
+  app.set_version_flag("--version", [] { return VersionText(); },
+                       "Print the version of layerfs and of the libraries it runs with");
   int verbosity = 0;
   app.add_flag("-v,--verbose", verbosity, "Say more (repeat for debug output)");
   bool quiet = false;
@@ -88,24 +88,17 @@ int main(int argc, char** argv) {
                     "$TMPDIR or /var/tmp, removed at unmount)");
   mount->add_flag("-f,--foreground", m.foreground, "Stay in the foreground until unmounted");
   mount->add_flag("-d,--debug", m.debug, "Log every FUSE request to stderr (implies -f)");
-  mount
-      ->add_option(
-          "-o", m.options,
-          "Mount options, comma-separated: ro (as --read-only), rw; "
-          "uidmapping=IMAGE:HOST:COUNT[:...] and gidmapping=... (show image id IMAGE as host id "
-          "HOST, COUNT ids on; ids outside show as 65534); owners=native|xattr (keep owners, modes "
-          "and device nodes of changed files in the scratch directory itself, as root does by "
-          "default, or in xattrs); timeout=SECONDS (kernel caching of "
-          "names and attributes, default 86400); readahead=KIB (as root, the "
-          "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
-          "such as allow_other, allow_root, max_read=N, and as root suid,dev (mounts are "
-          "nosuid,nodev otherwise)")
+  mount->add_option("-o", m.options,
+                    "Mount options, comma-separated: ro (as --read-only), rw; uidmapping=IMAGE:HOST:COUNT[:...] and gidmapping=... (show image id IMAGE as host id HOST, COUNT ids on; ids outside show as 65534); owners=native|xattr (keep owners, modes and device nodes of changed files in the scratch directory itself, as root does by default, or in xattrs); timeout=SECONDS (kernel caching of "
+                    "names and attributes, default 86400); readahead=KIB (as root, the "
+                    "mount's read-ahead, default 1024; 0 keeps the kernel's); and FUSE options "
+                    "such as allow_other, allow_root, max_read=N, and as root suid,dev (mounts are "
+                    "nosuid,nodev otherwise)")
       ->allow_extra_args(false);
-  mount
-      ->add_option("--owner", m.owner,
-                   "Who the files appear to belong to: image (the owners the image gives them, "
-                   "default) or self (every file belongs to the caller, who can then write "
-                   "anywhere in the tree; what the caller creates belongs to root in the image)")
+  mount->add_option("--owner", m.owner,
+                    "Who the files appear to belong to: image (the owners the image gives them, "
+                    "default) or self (every file belongs to the caller, who can then write "
+                    "anywhere in the tree; what the caller creates belongs to root in the image)")
       ->check(CLI::IsMember({"image", "self"}));
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
@@ -128,9 +121,8 @@ int main(int argc, char** argv) {
 
   BenchArgs b;
   CLI::App* bench = app.add_subcommand(
-      "bench",
-      "Time path lookups in IMAGE: through its merged index, layer by layer, and "
-      "(--mount) through a real mount");
+      "bench", "Time path lookups in IMAGE: through its merged index, layer by layer, and "
+               "(--mount) through a real mount");
   AddImageOptions(bench, &b.image);
   bench->add_flag("--mount", b.mount,
                   "Also mount the image: lstat every path and read every file through FUSE "
@@ -146,21 +138,18 @@ int main(int argc, char** argv) {
     cmd->add_flag("-b,--bytes", in.bytes, "Sizes in bytes instead of K, M, G (1024-based)");
   };
   CLI::App* inspect = app.add_subcommand(
-      "inspect",
-      "List IMAGE's layers, bottom to top: sizes, entries, whiteouts, and the bytes "
-      "later layers hide");
+      "inspect", "List IMAGE's layers, bottom to top: sizes, entries, whiteouts, and the bytes "
+                 "later layers hide");
   AddImageOptions(inspect, &in.image);
   add_output_flags(inspect);
   CLI::App* which = app.add_subcommand(
-      "which",
-      "Which layer serves PATH in IMAGE's merged view, and which lower layers also "
-      "have it or delete it");
+      "which", "Which layer serves PATH in IMAGE's merged view, and which lower layers also "
+               "have it or delete it");
   AddImageOptions(which, &in.image);
   which->add_option("PATH", in.path, "Path in the image")->required();
   add_output_flags(which);
-  CLI::App* ls = app.add_subcommand("ls",
-                                    "List PATH (default /) in IMAGE's merged view, as ls "
-                                    "-A would in a mount");
+  CLI::App* ls = app.add_subcommand("ls", "List PATH (default /) in IMAGE's merged view, as ls "
+                                          "-A would in a mount");
   AddImageOptions(ls, &in.image);
   ls->add_option("PATH", in.path, "Directory or file in the image (default /)");
   ls->add_flag("-l", in.long_format,

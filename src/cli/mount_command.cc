@@ -29,11 +29,9 @@ void WarnIfNotEmpty(const std::string& mountpoint) {
   UniqueFd dir(::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   std::vector<std::string> names;
   if (!dir || ListNames(dir.get(), &names) != 0 || names.empty()) return;
-  LogWarning(
-      "mountpoint {} is not empty: what it holds ('{}'{}) is hidden while the image is "
-      "mounted on it",
-      mountpoint, *std::min_element(names.begin(), names.end()),
-      names.size() > 1 ? fmt::format(" and {} more", names.size() - 1) : "");
+  LogWarning("mountpoint {} is not empty: what it holds ('{}'{}) is hidden while the image is "
+             "mounted on it", mountpoint, *std::min_element(names.begin(), names.end()),
+             names.size() > 1 ? fmt::format(" and {} more", names.size() - 1) : "");
 }
 
 }  // namespace
@@ -81,9 +79,9 @@ int RunMount(const MountArgs& args) {
                                                            {"bytes", st.bytes}};
     });
   }
-  LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms", args.image.image,
-          opened.layers.size(), opened.stats.layers_indexed, opened.stats.layers_verified,
-          opened.tree.visible_paths(), MsSince(start));
+  LogInfo("{}: {} layers ({} indexed, {} verified), {} paths, ready in {:.1f} ms",
+          args.image.image, opened.layers.size(), opened.stats.layers_indexed,
+          opened.stats.layers_verified, opened.tree.visible_paths(), MsSince(start));
 
   // Indexing a large layer leaves freed heap behind; give it back before the daemon forks off with
   // a copy of this address space.

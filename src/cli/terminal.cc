@@ -59,7 +59,7 @@ std::string Size(uint64_t n, bool bytes) {
 }
 
 std::string Table::Render(size_t width, size_t min_last) const {
-  std::string text;
+std::string text;
   const size_t n = columns_.size();
   std::vector<size_t> w(n, 0);
   for (size_t c = 0; c < n; ++c) {
@@ -135,8 +135,7 @@ std::string Columns(const std::vector<std::string>& names, size_t width) {
       const size_t i = c * rows + r;
       if (i >= names.size()) break;
       line += names[i];
-      if ((c + 1) * rows + r < names.size())
-        line.append(widths[c] - DisplayWidth(names[i]) + 2, ' ');
+      if ((c + 1) * rows + r < names.size()) line.append(widths[c] - DisplayWidth(names[i]) + 2, ' ');
     }
     text += line + "\n";
   }

@@ -12,6 +12,8 @@
 
 #include "cli/commands.h"
 
+#include "blob/span_decoder.h"
+
 namespace layerfs {
 
 std::string VersionText() {
@@ -21,10 +23,12 @@ std::string VersionText() {
       "layerfs {}\n"
       "libfuse {}\n"
       "{}\n"
-      "zlib {}, zstd {}, {}, xxHash {}.{}.{}",
+      "zlib {}, zstd {}, {}, xxHash {}.{}.{}\n"
+      "gzip layers read in place are inflated with {}",
       LAYERFS_VERSION, fuse_pkgversion(), archive_version_string(), zlibVersion(),
       ZSTD_versionString(), OpenSSL_version(OPENSSL_VERSION), XXH_versionNumber() / 10000,
-      XXH_versionNumber() / 100 % 100, XXH_versionNumber() % 100);
+      XXH_versionNumber() / 100 % 100, XXH_versionNumber() % 100,
+      HaveIsal() ? "ISA-L (zlib with LAYERFS_INFLATE=zlib)" : "zlib (built without ISA-L)");
 }
 
 }  // namespace layerfs

@@ -17,20 +17,16 @@ struct Counter {
 };
 
 // One counter per operation of fuse_lowlevel_ops that answers requests, in the kernel's names.
-#define LAYERFS_REQUEST_KINDS(X)                                                                  \
-  X(lookup, LOOKUP)                                                                               \
-  X(forget, FORGET) X(forget_multi, BATCH_FORGET) X(getattr, GETATTR) X(setattr, SETATTR)         \
-      X(readlink, READLINK) X(mknod, MKNOD) X(mkdir, MKDIR) X(unlink, UNLINK) X(rmdir, RMDIR)     \
-          X(symlink, SYMLINK) X(rename, RENAME) X(link, LINK) X(open, OPEN) X(read, READ)         \
-              X(write, WRITE) X(write_buf, WRITE_BUF) X(flush, FLUSH) X(release, RELEASE)         \
-                  X(fsync, FSYNC) X(opendir, OPENDIR) X(readdir, READDIR)                         \
-                      X(readdirplus, READDIRPLUS) X(releasedir, RELEASEDIR) X(fsyncdir, FSYNCDIR) \
-                          X(statfs, STATFS) X(setxattr, SETXATTR) X(getxattr, GETXATTR)           \
-                              X(listxattr, LISTXATTR) X(removexattr, REMOVEXATTR)                 \
-                                  X(access, ACCESS) X(create, CREATE) X(getlk, GETLK)             \
-                                      X(setlk, SETLK) X(bmap, BMAP) X(ioctl, IOCTL) X(poll, POLL) \
-                                          X(fallocate, FALLOCATE) X(flock, FLOCK)                 \
-                                              X(copy_file_range, COPY_FILE_RANGE) X(lseek, LSEEK)
+#define LAYERFS_REQUEST_KINDS(X)                                                              \
+  X(lookup, LOOKUP) X(forget, FORGET) X(forget_multi, BATCH_FORGET) X(getattr, GETATTR)        \
+  X(setattr, SETATTR) X(readlink, READLINK) X(mknod, MKNOD) X(mkdir, MKDIR) X(unlink, UNLINK)  \
+  X(rmdir, RMDIR) X(symlink, SYMLINK) X(rename, RENAME) X(link, LINK) X(open, OPEN)            \
+  X(read, READ) X(write, WRITE) X(write_buf, WRITE_BUF) X(flush, FLUSH) X(release, RELEASE)   \
+  X(fsync, FSYNC) X(opendir, OPENDIR) X(readdir, READDIR) X(readdirplus, READDIRPLUS)          \
+  X(releasedir, RELEASEDIR) X(fsyncdir, FSYNCDIR) X(statfs, STATFS) X(setxattr, SETXATTR)      \
+  X(getxattr, GETXATTR) X(listxattr, LISTXATTR) X(removexattr, REMOVEXATTR) X(access, ACCESS)  \
+  X(create, CREATE) X(getlk, GETLK) X(setlk, SETLK) X(bmap, BMAP) X(ioctl, IOCTL) X(poll, POLL) \
+  X(fallocate, FALLOCATE) X(flock, FLOCK) X(copy_file_range, COPY_FILE_RANGE) X(lseek, LSEEK)
 
 enum Kind : int {
 #define LAYERFS_KIND_ENUM(member, name) k_##member,
@@ -77,8 +73,8 @@ fuse_lowlevel_ops CountedOps(const fuse_lowlevel_ops& ops) {
   g_inner = ops;
   if (g_inner.ioctl == nullptr) g_inner.ioctl = NoIoctl;
   fuse_lowlevel_ops out = g_inner;
-#define LAYERFS_COUNT(member, name)                                                                \
-  if (g_inner.member != nullptr) {                                                                 \
+#define LAYERFS_COUNT(member, name)                                                            \
+  if (g_inner.member != nullptr) {                                                             \
     out.member = &Counted<&fuse_lowlevel_ops::member, k_##member, decltype(g_inner.member)>::Call; \
   }
   LAYERFS_REQUEST_KINDS(LAYERFS_COUNT)

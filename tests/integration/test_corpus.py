@@ -80,16 +80,21 @@ def _inspect(cache, image):
     return json.loads(r.stdout)
 
 
-def test_gzip_layout_is_served_in_place_with_indexes_only(corpus, mounter):
-    """The gzip OCI layout: the cache holds the layer indexes (with their checkpoints) and no
-    uncompressed copy of any layer, in under 4% of the unpacked size."""
-    image = os.path.join(corpus, "oci")
+def _mount_in_place(corpus, mounter, image):
+    """Mounts `image`, checks it against umoci's rootfs and that the cache holds no uncompressed
+    copy of a layer; returns (the cache's files and sizes, `inspect --json`)."""
     m = mounter.mount(image)
     assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
     m.assert_healthy()
     files = _cache_files(m.cache)
     assert not [f for f in files if f.startswith("blobs/")], sorted(files)
-    info = _inspect(m.cache, image)
+    return files, _inspect(m.cache, image)
+
+
+def test_gzip_layout_is_served_in_place_with_indexes_only(corpus, mounter):
+    """The gzip OCI layout: the cache holds the layer indexes (with their checkpoints) and no
+    uncompressed copy of any layer, in under 4% of the unpacked size."""
+    files, info = _mount_in_place(corpus, mounter, os.path.join(corpus, "oci"))
     assert all(l["served"].startswith("checkpoints") for l in info["layers"]), info["layers"]
     unpacked = info["total"]["uncompressed_size"]
     cached = sum(files.values())
@@ -133,12 +138,7 @@ def pzstd_layout(corpus, tmp_path_factory):
 
 
 def test_pzstd_layout_is_served_in_place(corpus, pzstd_layout, mounter):
-    m = mounter.mount(pzstd_layout)
-    assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
-    m.assert_healthy()
-    files = _cache_files(m.cache)
-    assert not [f for f in files if f.startswith("blobs/")], sorted(files)
-    info = _inspect(m.cache, pzstd_layout)
+    _, info = _mount_in_place(corpus, mounter, pzstd_layout)
     big = [l for l in info["layers"] if l["uncompressed_size"] > 16 << 20]
     assert big, info["layers"]
     for l in info["layers"]:

@@ -132,6 +132,8 @@ def test_version_names_layerfs_and_its_libraries():
     assert re.search(r"^libfuse 3\.\d+", r.stdout, re.M), r.stdout
     assert re.search(r"^libarchive 3\.\d+", r.stdout, re.M), r.stdout
     assert re.search(r"zlib \d+\.\d+", r.stdout) and re.search(r"zstd \d+\.\d+", r.stdout), r.stdout
+    assert re.search(r"^gzip layers read in place are inflated with (ISA-L|zlib)", r.stdout,
+                     re.M), r.stdout
 
 
 @pytest.mark.parametrize("argv,message", [
