@@ -23,6 +23,14 @@ inline constexpr uint64_t kDefaultSpan = 1u << 20;
 inline constexpr uint64_t kMinSpan = 64u << 10;
 inline constexpr uint64_t kMaxSpan = 64u << 20;
 
+// The span used for `asked` (0: the default), within the bounds.
+inline uint64_t EffectiveSpan(uint64_t asked) {
+  return asked == 0         ? kDefaultSpan
+         : asked < kMinSpan ? kMinSpan
+         : asked > kMaxSpan ? kMaxSpan
+                            : asked;
+}
+
 struct Checkpoint {
   uint64_t out = 0;
   uint64_t in = 0;

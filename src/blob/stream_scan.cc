@@ -220,7 +220,7 @@ StreamScanner::StreamScanner(IndexCodec codec, uint64_t span, std::string name, 
 
 std::unique_ptr<StreamScanner> StreamScanner::Make(Compression c, uint64_t span, std::string name,
                                                    Pull pull) {
-  span = std::clamp(span == 0 ? kDefaultSpan : span, kMinSpan, kMaxSpan);
+  span = EffectiveSpan(span);
   if (c == Compression::kGzip) {
     return std::make_unique<GzipScanner>(span, std::move(name), std::move(pull));
   }

@@ -164,25 +164,27 @@ Result<std::optional<Layer>> LayerStore::InPlaceFromCache(const LayerSpec& spec)
       spec.compression == Compression::kGzip ? kIndexCodecGzip : kIndexCodecZstd;
   if (index->codec() != want || index->diff_id() != *spec.diff_id ||
       index->blob_digest() != blob_digest || index->blob_size() != spec.blob.length ||
-      (span_rebuild_ &&
-       index->span() != std::clamp(span_ == 0 ? kDefaultSpan : span_, kMinSpan, kMaxSpan))) {
+      (span_rebuild_ && index->span() != EffectiveSpan(span_))) {
     return std::optional<Layer>();
   }
-  bool verified_now = false;
-  if (!StampValid(blob_digest, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
-    const int64_t since = NowNs();
-    LAYERFS_ASSIGN_OR_RETURN(
-        Digest got, HashRange(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name));
-    if (got != blob_digest) {
-      return Status::Corrupt(spec.label + ": " + MismatchMessage(spec.blob.name, blob_digest, got));
-    }
-    verified_now = true;
-    Status s = WriteStamp(blob_digest, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
-    if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
-  }
+  LAYERFS_ASSIGN_OR_RETURN(bool verified_now, VerifyBlob(spec, blob_digest));
   LAYERFS_ASSIGN_OR_RETURN(Layer layer, InPlaceLayer(spec, std::move(index).value()));
   layer.verified_now = verified_now;
   return std::optional<Layer>(std::move(layer));
+}
+
+Result<bool> LayerStore::VerifyBlob(const LayerSpec& spec, const Digest& digest) const {
+  if (StampValid(digest, spec.blob.fd(), spec.blob.offset, spec.blob.length)) return false;
+  // The blob is not the one verified before (copied, touched, replaced): check it again.
+  const int64_t since = NowNs();
+  LAYERFS_ASSIGN_OR_RETURN(
+      Digest got, HashRange(spec.blob.fd(), spec.blob.offset, spec.blob.length, spec.blob.name));
+  if (got != digest) {
+    return Status::Corrupt(spec.label + ": " + MismatchMessage(spec.blob.name, digest, got));
+  }
+  Status s = WriteStamp(digest, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
+  if (!s.ok()) LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
+  return true;
 }
 
 void LayerStore::RemoveOutdated(const Digest& diff_id) const {
@@ -221,19 +223,7 @@ Result<std::optional<Layer>> LayerStore::FromCache(const LayerSpec& spec, bool l
                                  "its config diff_id");
         }
         layer.index = std::move(index).value();
-        if (!StampValid(key, spec.blob.fd(), spec.blob.offset, spec.blob.length)) {
-          // The blob is not the one verified before (copied, touched, replaced): check it again.
-          const int64_t since = NowNs();
-          LAYERFS_ASSIGN_OR_RETURN(Digest got, HashRange(spec.blob.fd(), spec.blob.offset,
-                                                         spec.blob.length, spec.blob.name));
-          if (got != key) {
-            return Status::Corrupt(spec.label + ": " + MismatchMessage(spec.blob.name, key, got));
-          }
-          layer.verified_now = true;
-          Status s = WriteStamp(key, spec.blob.fd(), spec.blob.offset, spec.blob.length, since);
-          if (!s.ok())
-            LogWarning("{}: cannot record the verification: {}", spec.label, s.message());
-        }
+        LAYERFS_ASSIGN_OR_RETURN(layer.verified_now, VerifyBlob(spec, key));
         LAYERFS_ASSIGN_OR_RETURN(layer.data, FileSource::Of(spec.blob));
         return std::optional<Layer>(std::move(layer));
       }

@@ -111,6 +111,9 @@ class LayerStore {
   // Removes what an older version of layerfs cached for the layer (an index of another format
   // version keyed by its diff_id, and the uncompressed copy that went with it).
   void RemoveOutdated(const Digest& diff_id) const;
+  // Checks the blob of `spec` against `digest` unless a stamp says it was (and records a stamp);
+  // whether it was hashed now.
+  Result<bool> VerifyBlob(const LayerSpec& spec, const Digest& digest) const;
   Result<Layer> InPlaceLayer(const LayerSpec& spec, LayerIndex index) const;
   bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
   // Records that the range was verified. `verified_since` (CLOCK_REALTIME ns, 0 for files only
