@@ -174,7 +174,9 @@ SpanMemory SpanCache::TakeBuffer(size_t size, size_t* capacity) {
 
 void SpanCache::Recycle(std::shared_ptr<SpanBytes> span) {
   // Only a span nobody reads any more; the others are freed by their last reader.
-  if (span.use_count() != 1 || free_bytes_ + span->capacity_ > capacity_ / 8) return;
+  if (span.use_count() != 1 || !span->bytes_ || free_bytes_ + span->capacity_ > capacity_ / 8) {
+    return;
+  }
   free_bytes_ += span->capacity_;
   free_.emplace_back(std::move(span->bytes_), span->capacity_);
 }

@@ -27,8 +27,9 @@ namespace layerfs {
 
 inline constexpr uint64_t kDefaultSpanCache = 64u << 20;
 
-// Memory for spans: mapped with its pages populated at once (one system call, where touching a
-// fresh page at a time costs a fault each, dear under a hypervisor).
+// Memory for spans, mapped on its own: small spans with their pages populated at once (one system
+// call, where touching a fresh page at a time costs a fault each, dear under a hypervisor), spans
+// of a megabyte or more in transparent huge pages.
 struct SpanMemoryFree {
   size_t capacity = 0;
   void operator()(char* p) const;
