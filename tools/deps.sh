@@ -4,8 +4,10 @@
 set -euo pipefail
 
 build=(g++ meson ninja-build pkg-config fuse3 libfuse3-dev libarchive-dev libssl-dev libxxhash-dev
-       nlohmann-json3-dev libcli11-dev libfmt-dev catch2 libbenchmark-dev libzstd-dev zlib1g-dev libisal-dev)
-test=(python3 python3-pytest python3-pytest-xdist umoci attr zstd pigz gzip tar procps)
+       nlohmann-json3-dev libcli11-dev libfmt-dev catch2 libbenchmark-dev libzstd-dev zlib1g-dev libisal-dev
+       libcurl4-openssl-dev)
+test=(python3 python3-pytest python3-pytest-xdist umoci attr zstd pigz gzip tar procps
+      docker-registry skopeo apache2-utils openssl)
 corpus=(mmdebstrap buildah podman skopeo umoci crun attr python3 uidmap)
 bench=(fuse-overlayfs hyperfine fio python3 python3-matplotlib time)
 fuzz=(clang libclang-rt-14-dev)

@@ -23,8 +23,9 @@ namespace {
 // The options every command that reads an image takes.
 void AddImageOptions(CLI::App* cmd, ImageArgs* args) {
   cmd->add_option("IMAGE", args->image,
-                  "manifest.json of a docker-save directory, an image directory (docker save "
-                  "or OCI layout), or an image archive (docker save -o image.tar)")
+                  "An image directory (docker save or OCI layout) or its manifest.json, an image "
+                  "archive (docker save -o image.tar), oci:DIR[:REF], docker-archive:PATH, "
+                  "oci-archive:PATH, or docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST] in a registry")
       ->required();
   cmd->add_option("--cache", args->cache,
                   "Cache directory for layer indexes and uncompressed copies of compressed "
@@ -34,6 +35,18 @@ void AddImageOptions(CLI::App* cmd, ImageArgs* args) {
                   "(org.opencontainers.image.ref.name) or a docker RepoTag");
   cmd->add_option("--platform", args->platform,
                   "OS/ARCH[/VARIANT] to pick from a multi-platform index (default: this host)");
+  RegistryOptions& r = args->registry;
+  cmd->add_option("--creds", r.creds,
+                  "docker://: USER:PASSWORD for the registry (default: the auth files podman "
+                  "and docker read)");
+  cmd->add_option("--authfile", r.authfile,
+                  "docker://: the auth file to read credentials from (podman's auth.json format)");
+  cmd->add_option("--cert-dir", r.cert_dir,
+                  "docker://: a directory of CA certificates (*.crt) and a client certificate "
+                  "(*.cert, *.key) for the registry (default: /etc/containers/certs.d/HOST)");
+  cmd->add_flag("--tls-verify", r.tls_verify,
+                "docker://: verify the registry's TLS certificate (default true); "
+                "--tls-verify=false also reaches plain-HTTP registries");
 }
 
 constexpr const char* kUsage =

@@ -11,6 +11,7 @@
 #include "blob/span_cache.h"
 #include "index/layer_store.h"
 #include "oci/manifest.h"
+#include "registry/registry_client.h"
 #include "tree/merged_tree.h"
 
 namespace layerfs {
@@ -24,7 +25,12 @@ struct ImageArgs {
   uint64_t span = 0;        // compressed layers indexed now: checkpoint distance (0: the default)
   bool span_given = false;  // a cached index of another span is rebuilt
   uint64_t span_cache = kDefaultSpanCache;
+  RegistryOptions registry;  // docker://: credentials, TLS
 };
+
+// Reads the manifests of the image `args` names: a path, oci:, docker-archive:, oci-archive: or
+// docker:// (ImageName).
+Result<ImageSpec> LoadNamedImage(const ImageArgs& args);
 
 // An image ready to use. Heap-allocated and never moved: the tree points at the layers.
 struct OpenedImage {

@@ -31,7 +31,7 @@ class ImageSource {
   virtual const std::string& location() const = 0;
 
   // Reads a whole file of at most `max_size` bytes (manifests, configs).
-  Result<std::string> ReadSmall(std::string_view path, size_t max_size) const;
+  virtual Result<std::string> ReadSmall(std::string_view path, size_t max_size) const;
 
   // Opens a directory image.
   static Result<std::unique_ptr<ImageSource>> OpenDirectory(const std::string& dir);

@@ -579,6 +579,11 @@ Result<ImageSpec> LoadFromSource(std::unique_ptr<ImageSource> source, const Load
 
 }  // namespace
 
+Result<ImageSpec> LoadOciImage(std::unique_ptr<ImageSource> source, const LoadOptions& options,
+                               std::string format) {
+  return LoadOci(std::move(source), options, std::move(format));
+}
+
 Result<ImageSpec> LoadImage(const std::string& path, const LoadOptions& options) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "image " + path);

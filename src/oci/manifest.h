@@ -43,7 +43,7 @@ inline constexpr size_t kMaxLayers = 65535;
 
 struct ImageSpec {
   std::string location;  // as the user named it
-  std::string format;    // "docker-dir", "docker-archive", "oci-dir", "oci-archive"
+  std::string format;    // "docker-dir", "docker-archive", "oci-dir", "oci-archive", "registry"
   std::string ref;       // the reference picked, if any
   std::string config;    // the image config JSON
   std::vector<LayerSpec> layers;  // bottom to top
@@ -58,6 +58,11 @@ struct LoadOptions {
 // Opens the image named by `path`: a manifest.json or index.json file, an image directory, or
 // an image archive; reads its manifests and opens every layer blob.
 Result<ImageSpec> LoadImage(const std::string& path, const LoadOptions& options);
+
+// Reads an image laid out as an OCI image layout (oci-layout, index.json, blobs/sha256/…) by
+// `source`, wherever its files are; `format` is what ImageSpec::format says.
+Result<ImageSpec> LoadOciImage(std::unique_ptr<ImageSource> source, const LoadOptions& options,
+                               std::string format);
 
 // Upper bounds on the JSON documents read, so that a hostile image cannot exhaust memory.
 inline constexpr size_t kMaxManifestBytes = 16 << 20;

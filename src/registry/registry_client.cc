@@ -1,0 +1,492 @@
+#include "registry/registry_client.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/file_util.h"
+#include "base/path.h"
+#include "blob/sha256.h"
+#include "oci/manifest.h"
+
+namespace layerfs {
+
+const char* const kManifestAccept =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The most of an error response's body kept for its message.
+constexpr size_t kMaxErrorBody = 64 << 10;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+bool Retryable(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The files of a certificate directory (podman's --cert-dir, /etc/containers/certs.d/HOST).
+struct CertDir {
+  std::vector<std::string> cas;  // *.crt
+  std::string cert, key;         // a *.cert and the *.key of the same name
+};
+
+Result<CertDir> ReadCertDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return Status::FromErrno(errno, "--cert-dir " + dir);
+  std::vector<std::string> names;
+  if (ListNames(fd.get(), &names) != 0) return Status::FromErrno(errno, "--cert-dir " + dir);
+  std::sort(names.begin(), names.end());
+  CertDir out;
+  auto ends = [](const std::string& n, std::string_view suffix) {
+    return n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(),
+                                                 suffix) == 0;
+  };
+  for (const std::string& n : names) {
+    if (ends(n, ".crt")) out.cas.push_back(dir + "/" + n);
+    if (ends(n, ".cert")) {
+      std::string key = n.substr(0, n.size() - 5) + ".key";
+      if (std::find(names.begin(), names.end(), key) == names.end()) {
+        return Status::Invalid("--cert-dir " + dir + ": " + n + " has no " + key);
+      }
+      out.cert = dir + "/" + n;
+      out.key = dir + "/" + key;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct RegistryClient::Transfer {
+  const CurlApi* curl;
+  CURL* easy;
+  Response* response;
+  const Sink* sink;
+  size_t max_body;
+  Status sink_status = Status::Ok();
+
+  static size_t OnHeader(char* data, size_t size, size_t count, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    std::string_view line(data, size * count);
+    if (line.rfind("HTTP/", 0) == 0) {  // a new response (after a redirect): forget the last's
+      Response fresh;
+      fresh.body = std::move(t->response->body);
+      fresh.body.clear();
+      *t->response = std::move(fresh);
+      return size * count;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return size * count;
+    std::string name = Lower(line.substr(0, colon));
+    std::string value = Trim(line.substr(colon + 1));
+    Response& r = *t->response;
+    if (name == "content-type") r.content_type = value;
+    if (name == "docker-content-digest") r.docker_digest = value;
+    if (name == "www-authenticate") r.www_authenticate = value;
+    if (name == "retry-after") {
+      char* end = nullptr;
+      long s = std::strtol(value.c_str(), &end, 10);
+      if (end != value.c_str() && *end == '\0') r.retry_after_s = s;
+    }
+    return size * count;
+  }
+
+  static size_t OnBody(char* data, size_t size, size_t count, void* user) {
+    auto* t = static_cast<Transfer*>(user);
+    const size_t n = size * count;
+    long code = 0;
+    t->curl->easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+    const bool ok = code >= 200 && code < 300;
+    if (ok && t->sink != nullptr) {
+      t->sink_status = (*t->sink)(data, n);
+      return t->sink_status.ok() ? n : 0;
+    }
+    std::string& body = t->response->body;
+    const size_t limit = ok ? t->max_body : kMaxErrorBody;
+    if (body.size() + n > limit) {
+      if (!ok) return n;  // the start of an error body says enough
+      t->response->too_large = true;
+      return 0;
+    }
+    body.append(data, n);
+    return n;
+  }
+};
+
+RegistryClient::RegistryClient(const CurlApi* curl, const ImageName& name,
+                               const RegistryOptions& options)
+    : curl_(curl),
+      host_(name.api_host()),
+      repository_(name.repository),
+      display_("docker://" + name.registry + "/" + name.repository),
+      options_(options) {}
+
+RegistryClient::~RegistryClient() {
+  if (easy_ != nullptr) curl_->easy_cleanup(easy_);
+}
+
+Result<std::unique_ptr<RegistryClient>> RegistryClient::Connect(const ImageName& name,
+                                                                const RegistryOptions& options) {
+  LAYERFS_ASSIGN_OR_RETURN(const CurlApi* curl, Curl());
+  std::unique_ptr<RegistryClient> client(new RegistryClient(curl, name, options));
+  LAYERFS_RETURN_IF_ERROR(client->Init());
+  return client;
+}
+
+Status RegistryClient::Init() {
+  easy_ = curl_->easy_init();
+  if (easy_ == nullptr) return Status::Error(ENOMEM, "libcurl: no handle");
+
+  if (!options_.creds.empty()) {
+    LAYERFS_ASSIGN_OR_RETURN(Credentials c, ParseCreds(options_.creds));
+    creds_ = std::move(c);
+  } else {
+    std::vector<std::string> files = options_.authfile.empty()
+                                         ? DefaultAuthFiles()
+                                         : std::vector<std::string>{options_.authfile};
+    for (const std::string& f : files) {
+      LAYERFS_ASSIGN_OR_RETURN(
+          std::optional<Credentials> c,
+          CredentialsFromAuthFile(f, host_ == "registry-1.docker.io" ? "docker.io" : host_,
+                                  repository_, !options_.authfile.empty()));
+      if (c) {
+        creds_ = std::move(c);
+        break;
+      }
+    }
+  }
+
+  std::string cert_dir = options_.cert_dir;
+  if (cert_dir.empty()) {
+    for (const char* base : {"/etc/containers/certs.d/", "/etc/docker/certs.d/"}) {
+      struct stat st;
+      std::string d = base + host_;
+      if (::stat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        cert_dir = d;
+        break;
+      }
+    }
+  }
+  if (!cert_dir.empty()) {
+    LAYERFS_ASSIGN_OR_RETURN(CertDir certs, ReadCertDir(cert_dir));
+    if (!certs.cas.empty()) {
+      auto system = ReadSmallFile("/etc/ssl/certs/ca-certificates.crt", 16 << 20);
+      if (system.ok()) ca_bundle_ = *system + "\n";
+      for (const std::string& ca : certs.cas) {
+        LAYERFS_ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(ca, 1 << 20));
+        ca_bundle_ += pem + "\n";
+      }
+    }
+    client_cert_ = certs.cert;
+    client_key_ = certs.key;
+  }
+
+  // How to reach it: GET /v2/ answers 200, or 401 with the challenge to answer.
+  std::lock_guard<std::mutex> lock(mu_);
+  LAYERFS_ASSIGN_OR_RETURN(Response ping, Perform(Url("/v2/"), {}, nullptr, kMaxErrorBody, false));
+  if (ping.status == 0 && !options_.tls_verify) {
+    scheme_ = "http";
+    auto plain = Perform(Url("/v2/"), {}, nullptr, kMaxErrorBody, false);
+    if (plain.ok() && plain->status != 0) {
+      ping = std::move(plain).value();
+    } else {
+      scheme_ = "https";
+    }
+  }
+  if (ping.status == 0) {
+    std::string hint;
+    if (ping.body.find("SSL") != std::string::npos || ping.body.find("TLS") != std::string::npos ||
+        ping.body.find("certificate") != std::string::npos) {
+      hint = options_.tls_verify ? " (a private CA: --cert-dir DIR; a plain-HTTP or self-signed "
+                                   "test registry: --tls-verify=false)"
+                                 : "";
+    }
+    return Status::Error(EHOSTUNREACH, display_ + ": cannot reach the registry: " + ping.body + hint);
+  }
+  if (ping.status == 401) {
+    return Authenticate(ping.www_authenticate).WithContext(display_);
+  }
+  if (ping.status == 404) {
+    return Status::NotFound(display_ + ": " + host_ + " does not serve the registry API (/v2/)");
+  }
+  if (ping.status < 200 || ping.status >= 300) return HttpError(ping, "registry API (/v2/)");
+  return Status::Ok();
+}
+
+std::string RegistryClient::Url(const std::string& path) const {
+  return scheme_ + "://" + host_ + path;
+}
+
+Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
+                                                         const std::vector<std::string>& headers,
+                                                         const Sink* sink, size_t max_body,
+                                                         bool with_auth) {
+  Response response;
+  Transfer t{curl_, easy_, &response, sink, max_body};
+  char error[CURL_ERROR_SIZE] = {};
+  curl_slist* list = nullptr;
+  for (const std::string& h : headers) list = curl_->slist_append(list, h.c_str());
+  if (with_auth && !authorization_.empty()) {
+    list = curl_->slist_append(list, ("Authorization: " + authorization_).c_str());
+  }
+  CURL* e = easy_;
+  curl_->easy_reset(e);  // keeps the connection, DNS and TLS session caches
+  curl_->easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_->easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_->easy_setopt(e, CURLOPT_MAXREDIRS, 8L);
+  curl_->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_->easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  curl_->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+  curl_->easy_setopt(e, CURLOPT_USERAGENT, "layerfs");
+  curl_->easy_setopt(e, CURLOPT_ERRORBUFFER, error);
+  curl_->easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
+  curl_->easy_setopt(e, CURLOPT_HEADERDATA, &t);
+  curl_->easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnBody);
+  curl_->easy_setopt(e, CURLOPT_WRITEDATA, &t);
+  if (list != nullptr) curl_->easy_setopt(e, CURLOPT_HTTPHEADER, list);
+  if (!options_.tls_verify) {
+    curl_->easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_->easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  curl_blob ca{ca_bundle_.data(), ca_bundle_.size(), CURL_BLOB_NOCOPY};
+  if (!ca_bundle_.empty()) curl_->easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+  if (!client_cert_.empty()) {
+    curl_->easy_setopt(e, CURLOPT_SSLCERT, client_cert_.c_str());
+    curl_->easy_setopt(e, CURLOPT_SSLKEY, client_key_.c_str());
+  }
+  CURLcode rc = curl_->easy_perform(e);
+  curl_->easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
+  curl_->easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
+  curl_->slist_free_all(list);
+  if (rc == CURLE_WRITE_ERROR && !t.sink_status.ok()) return t.sink_status;
+  if (rc == CURLE_WRITE_ERROR && response.too_large) {
+    return Status::Invalid("more than " + std::to_string(max_body) + " bytes");
+  }
+  if (rc != CURLE_OK) {
+    Response failed;
+    failed.status = 0;
+    failed.curl_code = rc;
+    failed.body = error[0] != '\0' ? std::string(error) : curl_->easy_strerror(rc);
+    return failed;
+  }
+  curl_->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &response.status);
+  return response;
+}
+
+bool RegistryClient::TokenExpired() const {
+  return token_expiry_ && Clock::now() >= *token_expiry_;
+}
+
+Status RegistryClient::Authenticate(const std::string& www_authenticate) {
+  std::optional<Challenge> c = ParseChallenge(www_authenticate);
+  const std::string need_creds =
+      "the registry needs credentials: --creds USER:PASSWORD, --authfile FILE, or `podman login`";
+  if (!c) return Status::Error(EACCES, "the registry asks for authentication it does not describe");
+  if (c->scheme == "basic") {
+    if (!creds_) return Status::Error(EACCES, need_creds);
+    authorization_ = "Basic " + Base64Encode(creds_->user + ":" + creds_->password);
+    return Status::Ok();
+  }
+  if (c->scheme != "bearer") {
+    return Status::Unsupported("the registry asks for " + Printable(c->scheme) +
+                               " authentication, which layerfs does not speak");
+  }
+  auto realm = c->params.find("realm");
+  if (realm == c->params.end() || realm->second.empty()) {
+    return Status::Error(EACCES, "the registry's bearer challenge names no realm");
+  }
+  challenge_ = www_authenticate;
+  auto escape = [&](const std::string& s) {
+    char* e = curl_->easy_escape(easy_, s.c_str(), static_cast<int>(s.size()));
+    std::string out = e != nullptr ? e : "";
+    curl_->free(e);
+    return out;
+  };
+  std::string url = realm->second;
+  url += url.find('?') == std::string::npos ? "?" : "&";
+  auto service = c->params.find("service");
+  if (service != c->params.end()) url += "service=" + escape(service->second) + "&";
+  auto scope = c->params.find("scope");
+  url += "scope=" + escape(scope != c->params.end() ? scope->second
+                                                   : "repository:" + repository_ + ":pull");
+  std::vector<std::string> headers;
+  if (creds_) {
+    headers.push_back("Authorization: Basic " +
+                      Base64Encode(creds_->user + ":" + creds_->password));
+  }
+  LAYERFS_ASSIGN_OR_RETURN(Response r, Perform(url, headers, nullptr, 1 << 20, false));
+  if (r.status == 0) return Status::Error(EHOSTUNREACH, "token service: " + r.body);
+  if (r.status == 401 || r.status == 403) {
+    if (creds_) {
+      return Status::Error(EACCES, "the registry's token service refused the credentials from " +
+                                       creds_->from + " (HTTP " + std::to_string(r.status) + ")");
+    }
+    return Status::Error(EACCES, need_creds);
+  }
+  if (r.status != 200) return HttpError(r, "token service");
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+  std::string token;
+  if (j.is_object()) {
+    for (const char* key : {"token", "access_token"}) {
+      if (j.contains(key) && j[key].is_string() && !j[key].get<std::string>().empty()) {
+        token = j[key].get<std::string>();
+        break;
+      }
+    }
+  }
+  if (token.empty()) return Status::Error(EACCES, "the registry's token service sent no token");
+  long expires = 60;  // the distribution spec's default
+  if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
+    expires = std::clamp<long>(j["expires_in"].get<long>(), 1, 86400);
+  }
+  authorization_ = "Bearer " + token;
+  // Renewed a little early, so that a long transfer does not begin with a token about to lapse.
+  token_expiry_ = Clock::now() + std::chrono::seconds(expires) -
+                  std::chrono::milliseconds(std::min<long>(expires * 100, 10000));
+  return Status::Ok();
+}
+
+Status RegistryClient::HttpError(const Response& r, const std::string& what) const {
+  std::string detail;
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty() &&
+      j["errors"][0].is_object()) {
+    const auto& e = j["errors"][0];
+    std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>()
+                                                                   : "";
+    std::string message =
+        e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
+    detail = Printable(message.empty() ? code : message);
+  }
+  std::string status = "HTTP " + std::to_string(r.status);
+  std::string text = display_ + ": " + what + ": ";
+  switch (r.status) {
+    case 401:
+      return Status::Error(EACCES, text + (creds_ ? "the registry refused the credentials from " +
+                                                        creds_->from
+                                                  : std::string("the registry needs "
+                                                                "credentials (--creds, "
+                                                                "--authfile)")) +
+                                       " (" + status + ")");
+    case 403:
+      return Status::Error(EACCES, text + "access denied (" + status + ")");
+    case 404:
+      return Status::NotFound(text + (detail.empty() ? "not found" : detail) + " (" + status + ")");
+    default:
+      return Status::Error(EIO, text + (detail.empty() ? "" : detail + " ") + "(" + status + ")");
+  }
+}
+
+Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
+                                                     const std::string& accept, const Sink* sink,
+                                                     size_t max_body, const std::string& what,
+                                                     const std::function<void()>& restart) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> headers;
+  if (!accept.empty()) headers.push_back("Accept: " + accept);
+  bool renewed = false;
+  for (int attempt = 0;; ++attempt) {
+    if (TokenExpired() && !challenge_.empty()) (void)Authenticate(challenge_);
+    auto performed = Perform(Url(path), headers, sink, max_body, true);
+    if (!performed.ok()) return performed.status().WithContext(display_ + ": " + what);
+    Response r = std::move(performed).value();
+    const bool transport = r.status == 0;
+    const bool busy = r.status == 429 || r.status >= 500;
+    if (r.status == 401 && !renewed && !r.www_authenticate.empty()) {
+      renewed = true;
+      LAYERFS_RETURN_IF_ERROR(Authenticate(r.www_authenticate).WithContext(display_));
+      if (restart) restart();
+      continue;
+    }
+    if ((transport && Retryable(r.curl_code)) || busy) {
+      if (attempt < options_.retries) {
+        auto wait = std::chrono::milliseconds(250 << attempt);
+        if (busy && r.retry_after_s >= 0 && r.retry_after_s <= 10) {
+          wait = std::chrono::seconds(r.retry_after_s);
+        }
+        std::this_thread::sleep_for(wait);
+        if (restart) restart();
+        continue;
+      }
+    }
+    if (transport) return Status::Error(EIO, display_ + ": " + what + ": " + r.body);
+    if (r.status < 200 || r.status >= 300) return HttpError(r, what);
+    return r;
+  }
+}
+
+Result<FetchedManifest> RegistryClient::GetManifest(const std::string& reference) {
+  const std::string what = "manifest " + reference;
+  auto got = Get("/v2/" + repository_ + "/manifests/" + reference, kManifestAccept, nullptr,
+                 kMaxManifestBytes, what);
+  if (!got.ok()) return got.status();
+  Response r = std::move(got).value();
+  FetchedManifest m;
+  m.digest = Sha256::Of(r.body.data(), r.body.size());
+  auto asked = Digest::Parse(reference);
+  if (asked.ok() && *asked != m.digest) {
+    return Status::Corrupt(display_ + "@" + reference + ": the registry sent a manifest of digest " +
+                           m.digest.str());
+  }
+  if (!r.docker_digest.empty()) {
+    auto stated = Digest::Parse(r.docker_digest);
+    if (stated.ok() && *stated != m.digest) {
+      return Status::Corrupt(display_ + ":" + reference + ": the manifest does not match the digest "
+                             "the registry states for it (" + r.docker_digest + ")");
+    }
+  }
+  m.media_type = r.content_type.substr(0, r.content_type.find(';'));
+  m.media_type = Trim(m.media_type);
+  m.body = std::move(r.body);
+  return m;
+}
+
+Result<std::string> RegistryClient::GetBlob(const Digest& digest, size_t max_size) {
+  auto got = Get("/v2/" + repository_ + "/blobs/" + digest.str(), "", nullptr, max_size,
+                 "blob " + digest.str());
+  if (!got.ok()) return got.status();
+  return std::move(got->body);
+}
+
+Status RegistryClient::FetchBlob(const Digest& digest, const Sink& sink,
+                                 const std::function<void()>& restart) {
+  return Get("/v2/" + repository_ + "/blobs/" + digest.str(), "", &sink, 0,
+             "blob " + digest.str(), restart)
+      .status();
+}
+
+}  // namespace layerfs

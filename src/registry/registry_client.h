@@ -1,0 +1,113 @@
+// RegistryClient: the OCI distribution API (v2) of one repository, over libcurl.
+//
+// It finds how to reach the registry once (GET /v2/: HTTPS, or plain HTTP when TLS verification is
+// off and HTTPS fails, as podman does), authenticates as the registry asks (anonymous, HTTP basic,
+// or a bearer token from the realm of its challenge, renewed when it expires or is refused), and
+// retries what may pass (connection errors, 429, 5xx) a bounded number of times with backoff.
+// Manifests and blobs it returns are checked against their digests. Credentials appear in no
+// message. One request at a time; the connection is kept between them.
+#ifndef LAYERFS_REGISTRY_REGISTRY_CLIENT_H_
+#define LAYERFS_REGISTRY_REGISTRY_CLIENT_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "layerfs/digest.h"
+#include "layerfs/status.h"
+#include "registry/auth.h"
+#include "registry/curl_api.h"
+#include "registry/image_name.h"
+
+namespace layerfs {
+
+struct RegistryOptions {
+  std::string creds;     // --creds USER:PASSWORD
+  std::string authfile;  // --authfile FILE; else podman's auth files
+  std::string cert_dir;  // --cert-dir DIR: *.crt CAs, *.cert/*.key client certificate
+  bool tls_verify = true;
+  long connect_timeout_s = 10;
+  long stall_timeout_s = 30;  // a transfer that moves no byte for this long fails
+  int retries = 3;
+};
+
+// The media types a manifest request accepts, most specific first.
+extern const char* const kManifestAccept;
+
+struct FetchedManifest {
+  std::string body;
+  std::string media_type;  // the response's Content-Type
+  Digest digest;           // of `body`, checked against the reference or Docker-Content-Digest
+};
+
+class RegistryClient {
+ public:
+  // Reaches the registry of `name` and authenticates for pulling from its repository. Errors
+  // (unknown host, refused connection, TLS, bad credentials) name the image.
+  static Result<std::unique_ptr<RegistryClient>> Connect(const ImageName& name,
+                                                         const RegistryOptions& options);
+  ~RegistryClient();
+
+  // GET /v2/REPO/manifests/REFERENCE (a tag or a digest).
+  Result<FetchedManifest> GetManifest(const std::string& reference);
+  // A blob of at most `max_size` bytes, whole (configs). The caller checks its digest.
+  Result<std::string> GetBlob(const Digest& digest, size_t max_size);
+  // Streams a blob to `sink`; `restart` is called before a retry begins it again.
+  using Sink = std::function<Status(const char* data, size_t size)>;
+  Status FetchBlob(const Digest& digest, const Sink& sink, const std::function<void()>& restart);
+
+  // "docker://HOST/REPO", for messages.
+  const std::string& name() const { return display_; }
+  // "https" or "http": how the registry was reached.
+  const std::string& scheme() const { return scheme_; }
+
+ private:
+  struct Response {
+    long status = 0;        // 0: no response; `curl_code` and `body` say why
+    CURLcode curl_code = CURLE_OK;
+    std::string body;  // error bodies always; others when no sink is given
+    std::string content_type;
+    std::string docker_digest;
+    std::string www_authenticate;
+    long retry_after_s = -1;
+    bool too_large = false;
+  };
+  struct Transfer;
+
+  RegistryClient(const CurlApi* curl, const ImageName& name, const RegistryOptions& options);
+  Status Init();
+  std::string Url(const std::string& path) const;
+  // One HTTP GET; a transport error is a Status, an HTTP status is in the Response.
+  Result<Response> Perform(const std::string& url, const std::vector<std::string>& headers,
+                           const Sink* sink, size_t max_body, bool with_auth);
+  // A GET of a registry path with auth, renewal and retries; non-2xx statuses become errors.
+  Result<Response> Get(const std::string& path, const std::string& accept, const Sink* sink,
+                       size_t max_body, const std::string& what,
+                       const std::function<void()>& restart = nullptr);
+  Status Authenticate(const std::string& www_authenticate);
+  Status HttpError(const Response& r, const std::string& what) const;
+  bool TokenExpired() const;
+
+  const CurlApi* curl_;
+  CURL* easy_ = nullptr;
+  std::mutex mu_;
+  std::string host_;
+  std::string repository_;
+  std::string display_;
+  RegistryOptions options_;
+  std::string scheme_ = "https";
+  std::optional<Credentials> creds_;
+  std::string authorization_;  // the Authorization header's value, if any
+  std::string challenge_;      // the last WWW-Authenticate, to renew a token
+  std::optional<std::chrono::steady_clock::time_point> token_expiry_;
+  std::string ca_bundle_;  // PEM: the system's CAs and --cert-dir's
+  std::string client_cert_, client_key_;
+};
+
+}  // namespace layerfs
+
+#endif  // LAYERFS_REGISTRY_REGISTRY_CLIENT_H_

@@ -1,0 +1,157 @@
+#include "registry/registry_image.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "base/path.h"
+#include "blob/sha256.h"
+
+namespace layerfs {
+namespace {
+
+constexpr std::string_view kBlobPrefix = "blobs/sha256/";
+
+class RegistrySource : public ImageSource {
+ public:
+  RegistrySource(std::unique_ptr<RegistryClient> client, const ImageName& name,
+                 FetchedManifest top, std::string cache_dir)
+      : client_(std::move(client)), location_(name.str()), cache_dir_(std::move(cache_dir)) {
+    nlohmann::json top_json = nlohmann::json::parse(top.body, nullptr, false);
+    std::string type = top.media_type;
+    if (type.empty() || type == "application/json" || type == "text/plain") {
+      type = top_json.is_object() && top_json.contains("mediaType") &&
+                     top_json["mediaType"].is_string()
+                 ? top_json["mediaType"].get<std::string>()
+             : top_json.is_object() && top_json.contains("manifests")
+                 ? "application/vnd.oci.image.index.v1+json"
+                 : "application/vnd.oci.image.manifest.v1+json";
+    }
+    nlohmann::json desc = {
+        {"mediaType", type}, {"digest", top.digest.str()}, {"size", top.body.size()}};
+    if (!name.tag.empty()) desc["annotations"] = {{"org.opencontainers.image.ref.name", name.tag}};
+    index_json_ = nlohmann::json{{"schemaVersion", 2}, {"manifests", {desc}}}.dump();
+    Learn(top_json);
+    fetched_[top.digest.hex()] = std::move(top.body);
+  }
+
+  Result<std::string> ReadSmall(std::string_view path, size_t max_size) const override {
+    if (path == "oci-layout") return std::string(R"({"imageLayoutVersion":"1.0.0"})");
+    if (path == "index.json") return index_json_;
+    LAYERFS_ASSIGN_OR_RETURN(Digest digest, BlobDigest(path));
+    bool manifest;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = fetched_.find(digest.hex());
+      if (it != fetched_.end()) return it->second;
+      manifest = manifests_.count(digest.hex()) > 0;
+    }
+    if (!manifest) return client_->GetBlob(digest, max_size);
+    LAYERFS_ASSIGN_OR_RETURN(FetchedManifest m, client_->GetManifest(digest.str()));
+    std::lock_guard<std::mutex> lock(mu_);
+    Learn(nlohmann::json::parse(m.body, nullptr, false));
+    return std::move(m.body);
+  }
+
+  Result<BlobRange> Open(std::string_view path) const override {
+    LAYERFS_ASSIGN_OR_RETURN(Digest digest, BlobDigest(path));
+    const std::string file = FetchedBlobPath(cache_dir_, digest);
+    UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+      if (errno != ENOENT) return Status::FromErrno(errno, file);
+      LAYERFS_RETURN_IF_ERROR(Fetch(digest, file));
+      fd.reset(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+      if (!fd) return Status::FromErrno(errno, file);
+    }
+    return WholeFileRange(std::move(fd), file);
+  }
+
+  bool Exists(std::string_view) const override { return true; }
+
+  std::string Describe(std::string_view path) const override {
+    if (path.rfind(kBlobPrefix, 0) == 0) {
+      return client_->name() + "@sha256:" + std::string(path.substr(kBlobPrefix.size()));
+    }
+    return location_;
+  }
+
+  const std::string& location() const override { return location_; }
+
+ private:
+  Result<Digest> BlobDigest(std::string_view path) const {
+    if (path.rfind(kBlobPrefix, 0) != 0) {
+      return Status::NotFound(location_ + ": no " + Printable(std::string(path)) +
+                              " in a registry image");
+    }
+    return Digest::ParseHex(path.substr(kBlobPrefix.size()));
+  }
+
+  // The manifests an index lists are fetched from the registry's manifest endpoint.
+  void Learn(const nlohmann::json& doc) const {
+    if (!doc.is_object() || !doc.contains("manifests") || !doc["manifests"].is_array()) return;
+    for (const auto& m : doc["manifests"]) {
+      if (!m.is_object() || !m.contains("digest") || !m["digest"].is_string()) continue;
+      auto d = Digest::Parse(m["digest"].get<std::string>());
+      if (d.ok()) manifests_.insert(d->hex());
+    }
+  }
+
+  // Fetches a blob into the cache: a temporary file, renamed to `file` once its digest checks.
+  Status Fetch(const Digest& digest, const std::string& file) const {
+    LAYERFS_RETURN_IF_ERROR(MakeDirs(cache_dir_ + "/blobs/sha256").WithContext("cache directory"));
+    LAYERFS_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(file, 0444));
+    Sha256 hash;
+    uint64_t size = 0;
+    LogInfo("{}: fetching blob {}", client_->name(), digest.str());
+    auto sink = [&](const char* data, size_t n) -> Status {
+      hash.Update(data, n);
+      size += n;
+      return out.Write(data, n);
+    };
+    auto restart = [&] {
+      hash.Reset();
+      size = 0;
+      (void)::ftruncate(out.fd(), 0);
+      (void)::lseek(out.fd(), 0, SEEK_SET);
+    };
+    LAYERFS_RETURN_IF_ERROR(client_->FetchBlob(digest, sink, restart));
+    Digest got = hash.Finish();
+    if (got != digest) {
+      return Status::Corrupt(client_->name() + ": blob " + digest.str() + " as sent (" +
+                             std::to_string(size) + " bytes) has digest " + got.str());
+    }
+    return out.Commit();
+  }
+
+  std::unique_ptr<RegistryClient> client_;
+  std::string location_;
+  std::string cache_dir_;
+  std::string index_json_;
+  mutable std::mutex mu_;
+  mutable std::set<std::string> manifests_;  // hex digests of the manifests indexes list
+  mutable std::map<std::string, std::string> fetched_;
+};
+
+}  // namespace
+
+std::string FetchedBlobPath(const std::string& cache_dir, const Digest& digest) {
+  return cache_dir + "/blobs/sha256/" + digest.hex();
+}
+
+Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& options,
+                                    const RegistryOptions& registry, const std::string& cache_dir) {
+  LAYERFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryClient> client,
+                           RegistryClient::Connect(name, registry));
+  LAYERFS_ASSIGN_OR_RETURN(FetchedManifest top, client->GetManifest(name.reference()));
+  auto source = std::make_unique<RegistrySource>(std::move(client), name, std::move(top),
+                                                 cache_dir);
+  return LoadOciImage(std::move(source), options, "registry");
+}
+
+}  // namespace layerfs

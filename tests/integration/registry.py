@@ -1,0 +1,176 @@
+"""A real OCI registry for the tests: Debian's docker-registry (the distribution registry) on
+127.0.0.1, plain HTTP, TLS with a CA made here, or htpasswd basic auth; images pushed with
+`skopeo copy`. Every request it serves is in its access log, which `requests()` reads."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+REGISTRY = "/usr/bin/docker-registry"
+USER, PASSWORD = "tester", "s3cret:pw"
+
+
+def require_tools():
+    missing = [t for t in (REGISTRY, "skopeo", "openssl", "htpasswd") if shutil.which(t) is None]
+    if missing:
+        pytest.fail("registry tests need %s (tools/deps.sh test)" % ", ".join(missing),
+                    pytrace=False)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_ca(d):
+    """A CA and a server certificate for 127.0.0.1 signed by it; returns (ca.crt, cert, key)."""
+    os.makedirs(d, exist_ok=True)
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ca_key, ca_crt = os.path.join(d, "ca.key"), os.path.join(d, "ca.crt")
+    key, csr, crt = (os.path.join(d, n) for n in ("server.key", "server.csr", "server.crt"))
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", ca_key, "-out", ca_crt, "-days", "2", "-subj", "/CN=layerfs test CA")
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext)
+    return ca_crt, crt, key
+
+
+class Registry:
+    def __init__(self, base, tls=False, htpasswd=False):
+        require_tools()
+        self.base = str(base)
+        self.tls = tls
+        self.htpasswd = htpasswd
+        self.data = os.path.join(self.base, "data")
+        self.log_path = os.path.join(self.base, "registry.log")
+        self.proc = None
+        self.port = None
+        self.cert_dir = None  # a --cert-dir with the CA, for TLS
+        self.server_cert = None
+        os.makedirs(self.data, exist_ok=True)
+        if tls:
+            ca, self.server_cert, self.server_key = make_ca(os.path.join(self.base, "pki"))
+            self.cert_dir = os.path.join(self.base, "certs")
+            os.makedirs(self.cert_dir, exist_ok=True)
+            shutil.copy(ca, os.path.join(self.cert_dir, "ca.crt"))
+        if htpasswd:
+            self.htpasswd_file = os.path.join(self.base, "htpasswd")
+            with open(self.htpasswd_file, "w") as f:
+                subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], stdout=f, check=True)
+
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def name(self, repo):
+        return "docker://%s/%s" % (self.host, repo)
+
+    def config(self):
+        lines = ["version: 0.1",
+                 "log:", "  level: info", "  formatter: json",
+                 "storage:", "  filesystem:", "    rootdirectory: " + self.data,
+                 "  delete:", "    enabled: true",
+                 "http:", "  addr: " + self.host]
+        if self.tls:
+            lines += ["  tls:", "    certificate: " + self.server_cert,
+                      "    key: " + self.server_key]
+        if self.htpasswd:
+            lines += ["auth:", "  htpasswd:", "    realm: layerfs-test",
+                      "    path: " + self.htpasswd_file]
+        return "\n".join(lines) + "\n"
+
+    def start(self):
+        for _ in range(5):
+            if self.port is None:
+                self.port = free_port()
+            cfg = os.path.join(self.base, "config.yml")
+            with open(cfg, "w") as f:
+                f.write(self.config())
+            log = open(self.log_path, "a")
+            self.proc = subprocess.Popen([REGISTRY, "serve", cfg], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            log.close()
+            deadline = time.time() + 15
+            while time.time() < deadline and self.proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                    return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+            self.port = None  # taken meanwhile: another port
+        pytest.fail("docker-registry did not start:\n" + self.log(), pytrace=False)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def requests(self):
+        """[(method, path, bytes written, status)] of every request served so far."""
+        out = []
+        for line in self.log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("msg") != "response completed" or "http.request.uri" not in entry:
+                continue
+            out.append((entry.get("http.request.method"), entry["http.request.uri"],
+                        int(entry.get("http.response.written", 0)),
+                        int(entry.get("http.response.status", 0))))
+        return out
+
+    def tls_args(self, direction=None):
+        prefix = "--%s-" % direction if direction else "--"
+        if self.tls:
+            return [prefix + "cert-dir", self.cert_dir]
+        return [prefix + "tls-verify=false"]
+
+    def push(self, source, repo):
+        """skopeo copy SOURCE (a transport:path name) docker://HOST/REPO."""
+        argv = ["skopeo", "copy", "--quiet", *self.tls_args("dest")]
+        if self.htpasswd:
+            argv += ["--dest-creds", "%s:%s" % (USER, PASSWORD)]
+        r = subprocess.run(argv + [source, self.name(repo)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail("skopeo copy %s failed:\n%s" % (source, r.stderr), pytrace=False)
+        return self.name(repo)
+
+    def manifest_digest(self, repo):
+        argv = ["skopeo", "inspect", "--raw", *self.tls_args()]
+        if self.htpasswd:
+            argv += ["--creds", "%s:%s" % (USER, PASSWORD)]
+        raw = subprocess.run(argv + [self.name(repo)], capture_output=True, check=True).stdout
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def blob_file(self, digest):
+        hexd = digest.split(":", 1)[1]
+        return os.path.join(self.data, "docker/registry/v2/blobs/sha256", hexd[:2], hexd, "data")
+
+
+def blob_gets(requests):
+    return [r for r in requests if r[0] == "GET" and re.search(r"/blobs/sha256:", r[1])]

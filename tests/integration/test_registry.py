@@ -1,0 +1,214 @@
+"""Images mounted from a real registry (docker://), started here on 127.0.0.1: every form pushed
+with skopeo mounts as umoci's tree; blobs are fetched once into the cache; authentication, TLS
+and the errors a user meets each give one clear line and mount nothing."""
+import base64
+import json
+import os
+import subprocess
+
+import pytest
+
+import make_image
+from conftest import assert_same_tree, is_mounted, layerfs_binary
+from registry import PASSWORD, USER, Registry, blob_gets
+
+PUSHED = {  # repository: what skopeo pushes, as a transport name
+    "gzip": lambda img: "oci:%s:%s" % (img.form("oci"), make_image.REF_NAME),
+    "plain": lambda img: "oci:%s:%s" % (img.form("oci-plain"), make_image.REF_NAME),
+    "zstd": lambda img: "oci:%s:%s" % (img.form("oci-zstd"), make_image.REF_NAME),
+    "docker": lambda img: "docker-archive:" + img.form("docker-archive"),
+}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, image):
+    """A plain-HTTP registry holding the generated image in each form, as REPO:1."""
+    r = Registry(tmp_path_factory.mktemp("registry")).start()
+    for repo, source in PUSHED.items():
+        r.push(source(image), repo + ":1")
+    yield r
+    r.stop()
+
+
+def layerfs(*args, env=None):
+    return subprocess.run([layerfs_binary(), *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def cache_files(cache):
+    out = {}
+    for root, _, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, cache)] = os.stat(path).st_size
+    return out
+
+
+def assert_one_error(r, *expected):
+    """The command failed with one `layerfs: error:` line holding every expected phrase."""
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("layerfs: error: "), r.stderr
+    for e in expected:
+        assert e in lines[0], r.stderr
+    assert PASSWORD not in r.stderr and PASSWORD not in r.stdout
+
+
+@pytest.mark.parametrize("repo", sorted(PUSHED))
+def test_mount_from_registry_matches_reference(registry, image, mounter, repo):
+    name = registry.name(repo + ":1")
+    before = len(registry.requests())
+    m = mounter.mount(name, options=("--tls-verify=false",))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
+    files = cache_files(m.cache)
+    fetched = sorted(f for f in files if f.startswith("blobs/sha256/") and "." not in f)
+    assert len(fetched) == 5, sorted(files)  # the five layer blobs, as stored in the registry
+    assert not [f for f in files if f.endswith(".tar") and repo != "zstd"], sorted(files)
+    assert not [f for f in files if ".tmp-" in f], sorted(files)
+    gets = blob_gets(registry.requests()[before:])
+    assert len(gets) == 6, gets  # the config and five layers, each once
+    r = layerfs("inspect", "--json", "--cache", m.cache, "--tls-verify=false", name)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["format"] == "registry"
+    assert info["image"] == name
+    assert len(info["layers"]) == 5
+
+
+def test_second_mount_fetches_no_blob(registry, image, mounter):
+    name = registry.name("gzip:1")
+    first = mounter.mount(name, options=("--tls-verify=false",))
+    assert not mounter.unmount(first)
+    files = cache_files(first.cache)
+    before = len(registry.requests())
+    m = mounter.mount(name, cache=first.cache, options=("--tls-verify=false",))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    gets = blob_gets(registry.requests()[before:])
+    assert len(gets) == 1, gets  # the config alone
+    blobs = {f: s for f, s in cache_files(m.cache).items() if f.startswith(("blobs/", "index/"))}
+    assert blobs == {f: s for f, s in files.items() if f.startswith(("blobs/", "index/"))}
+
+
+def test_mount_by_digest(registry, image, mounter):
+    digest = registry.manifest_digest("gzip:1")
+    m = mounter.mount("docker://%s/gzip@%s" % (registry.host, digest),
+                      options=("--tls-verify=false",))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+
+
+def test_registry_errors_are_one_line_and_mount_nothing(registry, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cache = str(tmp_path / "cache")
+    cases = [
+        (registry.name("gzip:nosuchtag"), ["--tls-verify=false"],
+         [registry.name("gzip"), "manifest nosuchtag", "HTTP 404"]),
+        (registry.name("nosuchrepo:1"), ["--tls-verify=false"], ["nosuchrepo", "HTTP 404"]),
+        ("docker://%s/gzip@sha256:%s" % (registry.host, "0" * 64), ["--tls-verify=false"],
+         ["HTTP 404"]),
+        (registry.name("gzip:1"), [], ["cannot reach the registry", "--tls-verify=false"]),
+        ("docker://127.0.0.1:%d/gzip:1" % 1, ["--tls-verify=false"],
+         ["cannot reach the registry", "127.0.0.1"]),
+        ("docker://no-such-host.invalid/gzip:1", [], ["cannot reach the registry",
+                                                      "no-such-host.invalid"]),
+        ("docker://%s/Gzip:1" % registry.host, [], ["not a repository name"]),
+        (registry.name("gzip:1"), ["--tls-verify=false", "--ref", "x"], ["--ref does not apply"]),
+    ]
+    for name, extra, expected in cases:
+        r = layerfs("mount", name, str(mnt), "--cache", cache, *extra)
+        assert_one_error(r, *expected)
+        assert not is_mounted(str(mnt))
+
+
+def test_changed_blob_in_registry_is_refused(tmp_path, image):
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        name = reg.push(PUSHED["gzip"](image), "gzip:1")
+        with open(os.path.join(image.form("oci"), "index.json")) as f:
+            manifest_digest = json.load(f)["manifests"][0]["digest"]
+        with open(os.path.join(image.form("oci"), "blobs/sha256",
+                               manifest_digest.split(":")[1])) as f:
+            layer = json.load(f)["layers"][2]["digest"]
+        data = reg.blob_file(layer)
+        with open(data, "r+b") as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        cache = str(tmp_path / "cache")
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        r = layerfs("mount", name, str(mnt), "--cache", cache, "--tls-verify=false")
+        assert_one_error(r, layer, "has digest")
+        assert not is_mounted(str(mnt))
+        assert not os.path.exists(os.path.join(cache, "blobs/sha256", layer.split(":")[1]))
+    finally:
+        reg.stop()
+
+
+def test_basic_auth(tmp_path, image, mounter):
+    reg = Registry(tmp_path / "registry", htpasswd=True).start()
+    try:
+        name = reg.push(PUSHED["gzip"](image), "gzip:1")
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        home = tmp_path / "home"
+        home.mkdir()
+        env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(tmp_path / "run"))
+        env.pop("REGISTRY_AUTH_FILE", None)
+        cache = str(tmp_path / "cache")
+        common = ["--cache", cache, "--tls-verify=false"]
+        r = layerfs("mount", name, str(mnt), *common, env=env)
+        assert_one_error(r, name.rsplit(":", 1)[0], "needs credentials", "--creds")
+        r = layerfs("mount", name, str(mnt), *common, "--creds", USER + ":wrong", env=env)
+        assert_one_error(r, "refused the credentials from --creds", "401")
+        assert not is_mounted(str(mnt))
+
+        m = mounter.mount(name, options=("--tls-verify=false", "--creds",
+                                          "%s:%s" % (USER, PASSWORD)))
+        assert_same_tree(m.path, image.rootfs, image.implied)
+        assert not mounter.unmount(m)
+
+        auth = {"auths": {reg.host: {"auth": base64.b64encode(
+            ("%s:%s" % (USER, PASSWORD)).encode()).decode()}}}
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(json.dumps(auth))
+        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", "--authfile",
+                    str(authfile), env=env)
+        assert r.returncode == 0, r.stderr
+        # podman's default auth file, found without an option
+        (home / ".config/containers").mkdir(parents=True)
+        (home / ".config/containers/auth.json").write_text(json.dumps(auth))
+        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
+        assert r.returncode == 0, r.stderr
+        os.unlink(home / ".config/containers/auth.json")
+        # docker's, and the password from it is never shown
+        bad = {"auths": {reg.host: {"auth": base64.b64encode(b"tester:" + b"x" * 8).decode()}}}
+        (home / ".docker").mkdir()
+        (home / ".docker/config.json").write_text(json.dumps(bad))
+        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
+        assert_one_error(r, "refused the credentials from " + str(home / ".docker/config.json"))
+        assert "xxxxxxxx" not in r.stderr
+    finally:
+        reg.stop()
+
+
+def test_tls_with_a_private_ca(tmp_path, image, mounter):
+    reg = Registry(tmp_path / "registry", tls=True).start()
+    try:
+        name = reg.push(PUSHED["gzip"](image), "gzip:1")
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        cache = str(tmp_path / "cache")
+        r = layerfs("mount", name, str(mnt), "--cache", cache)
+        assert_one_error(r, "cannot reach the registry", "--cert-dir")
+        assert not is_mounted(str(mnt))
+        m = mounter.mount(name, options=("--cert-dir", reg.cert_dir))
+        assert_same_tree(m.path, image.rootfs, image.implied)
+        assert not mounter.unmount(m)
+        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false")
+        assert r.returncode == 0, r.stderr
+    finally:
+        reg.stop()
