@@ -1,14 +1,18 @@
 """A real OCI registry for the tests: Debian's docker-registry (the distribution registry) on
 127.0.0.1, plain HTTP, TLS with a CA made here, or htpasswd basic auth; images pushed with
 `skopeo copy`. Every request it serves is in its access log, which `requests()` reads."""
+import base64
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -50,11 +54,12 @@ def make_ca(d):
 
 
 class Registry:
-    def __init__(self, base, tls=False, htpasswd=False):
+    def __init__(self, base, tls=False, htpasswd=False, token=None):
         require_tools()
         self.base = str(base)
         self.tls = tls
         self.htpasswd = htpasswd
+        self.token = token  # a TokenServer
         self.data = os.path.join(self.base, "data")
         self.log_path = os.path.join(self.base, "registry.log")
         self.proc = None
@@ -91,6 +96,8 @@ class Registry:
         if self.htpasswd:
             lines += ["auth:", "  htpasswd:", "    realm: layerfs-test",
                       "    path: " + self.htpasswd_file]
+        if self.token:
+            lines += self.token.config()
         return "\n".join(lines) + "\n"
 
     def start(self):
@@ -153,7 +160,7 @@ class Registry:
     def push(self, source, repo):
         """skopeo copy SOURCE (a transport:path name) docker://HOST/REPO."""
         argv = ["skopeo", "copy", "--quiet", *self.tls_args("dest")]
-        if self.htpasswd:
+        if self.htpasswd or self.token:
             argv += ["--dest-creds", "%s:%s" % (USER, PASSWORD)]
         r = subprocess.run(argv + [source, self.name(repo)], capture_output=True, text=True)
         if r.returncode != 0:
@@ -174,3 +181,95 @@ class Registry:
 
 def blob_gets(requests):
     return [r for r in requests if r[0] == "GET" and re.search(r"/blobs/sha256:", r[1])]
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """The token service of a registry configured with `auth: token`: issues RS256 tokens signed
+    with a key made here (its certificate in the token's x5c header and in the registry's
+    rootcertbundle) for the scopes asked, to USER:PASSWORD only. Setting `expire_next` makes the
+    next token one that has already expired, as a token that lapses mid-mount has."""
+
+    SERVICE, ISSUER = "layerfs-test-registry", "layerfs-test-issuer"
+
+    def __init__(self, base):
+        self.base = str(base)
+        os.makedirs(self.base, exist_ok=True)
+        self.key = os.path.join(self.base, "token.key")
+        self.cert = os.path.join(self.base, "token.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=layerfs token"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.expire_next = False
+        self.issued = []  # (user or None, scope) of every token request
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if (user, password) != (USER, PASSWORD):
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                scopes = query.get("scope", [])
+                with server.lock:
+                    server.issued.append((user, " ".join(scopes)))
+                    expired, server.expire_next = server.expire_next, False
+                body = json.dumps({"token": server.sign(user, scopes, expired),
+                                   "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self):
+        return "http://127.0.0.1:%d/token" % self.port
+
+    def sign(self, user, scopes, expired):
+        access = []
+        for scope in scopes:
+            parts = scope.split(":")
+            if len(parts) == 3 and parts[0] == "repository" and user is not None:
+                access.append({"type": "repository", "name": parts[1],
+                               "actions": parts[2].split(",")})
+        now = int(time.time()) - (600 if expired else 0)
+        claims = {"iss": self.ISSUER, "sub": user or "", "aud": self.SERVICE,
+                  "exp": now + 300, "nbf": now - 10, "iat": now - 10,
+                  "jti": os.urandom(8).hex(), "access": access}
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing_input = (_b64url(json.dumps(header).encode()) + "." +
+                         _b64url(json.dumps(claims).encode()))
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key],
+                             input=signing_input.encode(), check=True,
+                             capture_output=True).stdout
+        return signing_input + "." + _b64url(sig)
+
+    def config(self):
+        return ["auth:", "  token:", "    realm: " + self.realm,
+                "    service: " + self.SERVICE, "    issuer: " + self.ISSUER,
+                "    rootcertbundle: " + self.cert]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

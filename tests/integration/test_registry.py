@@ -10,7 +10,7 @@ import pytest
 
 import make_image
 from conftest import assert_same_tree, is_mounted, layerfs_binary
-from registry import PASSWORD, USER, Registry, blob_gets
+from registry import PASSWORD, USER, Registry, TokenServer, blob_gets
 
 PUSHED = {  # repository: what skopeo pushes, as a transport name
     "gzip": lambda img: "oci:%s:%s" % (img.form("oci"), make_image.REF_NAME),
@@ -212,3 +212,33 @@ def test_tls_with_a_private_ca(tmp_path, image, mounter):
         assert r.returncode == 0, r.stderr
     finally:
         reg.stop()
+
+
+@pytest.mark.parametrize("expired_first", [False, True])
+def test_token_auth(tmp_path, image, mounter, expired_first):
+    token = TokenServer(tmp_path / "token")
+    reg = Registry(tmp_path / "registry", token=token).start()
+    try:
+        name = reg.push(PUSHED["gzip"](image), "gzip:1")
+        issued = len(token.issued)
+        token.expire_next = expired_first
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        creds = "%s:%s" % (USER, PASSWORD)
+        m = mounter.mount(name, options=("--tls-verify=false", "--creds", creds))
+        assert_same_tree(m.path, image.rootfs, image.implied)
+        assert not mounter.unmount(m)
+        mine = token.issued[issued:]
+        # One token for the whole mount (an expired one is replaced once, when it is refused).
+        assert len(mine) == (2 if expired_first else 1), mine
+        assert all(user == USER and scope == "repository:gzip:pull" for user, scope in mine), mine
+        # Anonymous: the token service grants nothing, so the registry refuses the manifest.
+        r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
+                    env=dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)))
+        assert_one_error(r, "needs credentials")
+        r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
+                    "--creds", USER + ":wrong")
+        assert_one_error(r, "token service refused the credentials from --creds")
+    finally:
+        reg.stop()
+        token.stop()
