@@ -153,7 +153,29 @@ RegistryClient::RegistryClient(const CurlApi* curl, const ImageName& name,
       options_(options) {}
 
 RegistryClient::~RegistryClient() {
-  if (easy_ != nullptr) curl_->easy_cleanup(easy_);
+  for (CURL* e : idle_) curl_->easy_cleanup(e);
+}
+
+CURL* RegistryClient::TakeHandle() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      CURL* e = idle_.back();
+      idle_.pop_back();
+      return e;
+    }
+  }
+  return curl_->easy_init();
+}
+
+void RegistryClient::ReturnHandle(CURL* easy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  idle_.push_back(easy);
+}
+
+std::string RegistryClient::Authorization() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return authorization_;
 }
 
 Result<std::unique_ptr<RegistryClient>> RegistryClient::Connect(const ImageName& name,
@@ -165,9 +187,6 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::Connect(const ImageName&
 }
 
 Status RegistryClient::Init() {
-  easy_ = curl_->easy_init();
-  if (easy_ == nullptr) return Status::Error(ENOMEM, "libcurl: no handle");
-
   if (!options_.creds.empty()) {
     LAYERFS_ASSIGN_OR_RETURN(Credentials c, ParseCreds(options_.creds));
     creds_ = std::move(c);
@@ -213,7 +232,7 @@ Status RegistryClient::Init() {
   }
 
   // How to reach it: GET /v2/ answers 200, or 401 with the challenge to answer.
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(auth_mu_);
   LAYERFS_ASSIGN_OR_RETURN(Response ping, Perform(Url("/v2/"), {}, nullptr, kMaxErrorBody, false));
   if (ping.status == 0 && !options_.tls_verify) {
     scheme_ = "http";
@@ -252,15 +271,22 @@ Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
                                                          const std::vector<std::string>& headers,
                                                          const Sink* sink, size_t max_body,
                                                          bool with_auth) {
+  CURL* e = TakeHandle();
+  if (e == nullptr) return Status::Error(ENOMEM, "libcurl: no handle");
+  struct Return {
+    RegistryClient* client;
+    CURL* e;
+    ~Return() { client->ReturnHandle(e); }
+  } give_back{this, e};
   Response response;
-  Transfer t{curl_, easy_, &response, sink, max_body};
+  Transfer t{curl_, e, &response, sink, max_body};
   char error[CURL_ERROR_SIZE] = {};
   curl_slist* list = nullptr;
   for (const std::string& h : headers) list = curl_->slist_append(list, h.c_str());
-  if (with_auth && !authorization_.empty()) {
-    list = curl_->slist_append(list, ("Authorization: " + authorization_).c_str());
+  const std::string authorization = with_auth ? Authorization() : "";
+  if (!authorization.empty()) {
+    list = curl_->slist_append(list, ("Authorization: " + authorization).c_str());
   }
-  CURL* e = easy_;
   curl_->easy_reset(e);  // keeps the connection, DNS and TLS session caches
   curl_->easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -307,8 +333,11 @@ Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
   return response;
 }
 
-bool RegistryClient::TokenExpired() const {
-  return token_expiry_ && Clock::now() >= *token_expiry_;
+Status RegistryClient::Reauthenticate(const std::string& www_authenticate,
+                                      const std::string& failed) {
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  if (Authorization() != failed) return Status::Ok();  // renewed meanwhile
+  return Authenticate(www_authenticate);
 }
 
 Status RegistryClient::Authenticate(const std::string& www_authenticate) {
@@ -318,6 +347,7 @@ Status RegistryClient::Authenticate(const std::string& www_authenticate) {
   if (!c) return Status::Error(EACCES, "the registry asks for authentication it does not describe");
   if (c->scheme == "basic") {
     if (!creds_) return Status::Error(EACCES, need_creds);
+    std::lock_guard<std::mutex> lock(mu_);
     authorization_ = "Basic " + Base64Encode(creds_->user + ":" + creds_->password);
     return Status::Ok();
   }
@@ -329,9 +359,12 @@ Status RegistryClient::Authenticate(const std::string& www_authenticate) {
   if (realm == c->params.end() || realm->second.empty()) {
     return Status::Error(EACCES, "the registry's bearer challenge names no realm");
   }
-  challenge_ = www_authenticate;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    challenge_ = www_authenticate;
+  }
   auto escape = [&](const std::string& s) {
-    char* e = curl_->easy_escape(easy_, s.c_str(), static_cast<int>(s.size()));
+    char* e = curl_->easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
     std::string out = e != nullptr ? e : "";
     curl_->free(e);
     return out;
@@ -373,6 +406,7 @@ Status RegistryClient::Authenticate(const std::string& www_authenticate) {
   if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
     expires = std::clamp<long>(j["expires_in"].get<long>(), 1, 86400);
   }
+  std::lock_guard<std::mutex> lock(mu_);
   authorization_ = "Bearer " + token;
   // Renewed a little early, so that a long transfer does not begin with a token about to lapse.
   token_expiry_ = Clock::now() + std::chrono::seconds(expires) -
@@ -415,12 +449,18 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
                                                      const std::string& accept, const Sink* sink,
                                                      size_t max_body, const std::string& what,
                                                      const std::function<void()>& restart) {
-  std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> headers;
   if (!accept.empty()) headers.push_back("Accept: " + accept);
   bool renewed = false;
   for (int attempt = 0;; ++attempt) {
-    if (TokenExpired() && !challenge_.empty()) (void)Authenticate(challenge_);
+    std::string challenge, authorization;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (token_expiry_ && Clock::now() >= *token_expiry_) challenge = challenge_;
+      authorization = authorization_;
+    }
+    if (!challenge.empty()) (void)Reauthenticate(challenge, authorization);
+    authorization = Authorization();
     auto performed = Perform(Url(path), headers, sink, max_body, true);
     if (!performed.ok()) return performed.status().WithContext(display_ + ": " + what);
     Response r = std::move(performed).value();
@@ -428,7 +468,8 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
     const bool busy = r.status == 429 || r.status >= 500;
     if (r.status == 401 && !renewed && !r.www_authenticate.empty()) {
       renewed = true;
-      LAYERFS_RETURN_IF_ERROR(Authenticate(r.www_authenticate).WithContext(display_));
+      LAYERFS_RETURN_IF_ERROR(
+          Reauthenticate(r.www_authenticate, authorization).WithContext(display_));
       if (restart) restart();
       continue;
     }

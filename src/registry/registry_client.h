@@ -5,7 +5,8 @@
 // or a bearer token from the realm of its challenge, renewed when it expires or is refused), and
 // retries what may pass (connection errors, 429, 5xx) a bounded number of times with backoff.
 // Manifests and blobs it returns are checked against their digests. Credentials appear in no
-// message. One request at a time; the connection is kept between them.
+// message. Safe to use from several threads: each request takes a libcurl handle of its own from
+// a pool, which keeps its connection to the registry for the next request.
 #ifndef LAYERFS_REGISTRY_REGISTRY_CLIENT_H_
 #define LAYERFS_REGISTRY_REGISTRY_CLIENT_H_
 
@@ -88,13 +89,19 @@ class RegistryClient {
   Result<Response> Get(const std::string& path, const std::string& accept, const Sink* sink,
                        size_t max_body, const std::string& what,
                        const std::function<void()>& restart = nullptr);
+  // Answers a challenge: a new Authorization. REQUIRES: auth_mu_ held.
   Status Authenticate(const std::string& www_authenticate);
+  // Authenticate, unless another thread already replaced `failed`, the Authorization refused.
+  Status Reauthenticate(const std::string& www_authenticate, const std::string& failed);
   Status HttpError(const Response& r, const std::string& what) const;
-  bool TokenExpired() const;
+  std::string Authorization() const;
+  CURL* TakeHandle();
+  void ReturnHandle(CURL* easy);
 
   const CurlApi* curl_;
-  CURL* easy_ = nullptr;
-  std::mutex mu_;
+  mutable std::mutex mu_;         // the handles and the Authorization below
+  std::mutex auth_mu_;            // one authentication at a time
+  std::vector<CURL*> idle_;
   std::string host_;
   std::string repository_;
   std::string display_;

@@ -3,10 +3,15 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -62,6 +67,13 @@ class RegistrySource : public ImageSource {
   Result<BlobRange> Open(std::string_view path) const override {
     LAYERFS_ASSIGN_OR_RETURN(Digest digest, BlobDigest(path));
     const std::string file = FetchedBlobPath(cache_dir_, digest);
+    std::shared_future<Status> fetching;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = fetches_.find(digest.hex());
+      if (it != fetches_.end()) fetching = it->second;
+    }
+    if (fetching.valid()) LAYERFS_RETURN_IF_ERROR(fetching.get());
     UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd) {
       if (errno != ENOENT) return Status::FromErrno(errno, file);
@@ -70,6 +82,15 @@ class RegistrySource : public ImageSource {
       if (!fd) return Status::FromErrno(errno, file);
     }
     return WholeFileRange(std::move(fd), file);
+  }
+
+  ~RegistrySource() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      queue_.clear();
+    }
+    for (std::thread& t : workers_) t.join();
   }
 
   bool Exists(std::string_view) const override { return true; }
@@ -92,14 +113,44 @@ class RegistrySource : public ImageSource {
     return Digest::ParseHex(path.substr(kBlobPrefix.size()));
   }
 
-  // The manifests an index lists are fetched from the registry's manifest endpoint.
+  // The manifests an index lists are fetched from the registry's manifest endpoint; the layers
+  // an image manifest lists start being fetched, a few at a time, before they are opened.
+  // REQUIRES: mu_ held, or the constructor.
   void Learn(const nlohmann::json& doc) const {
-    if (!doc.is_object() || !doc.contains("manifests") || !doc["manifests"].is_array()) return;
-    for (const auto& m : doc["manifests"]) {
-      if (!m.is_object() || !m.contains("digest") || !m["digest"].is_string()) continue;
-      auto d = Digest::Parse(m["digest"].get<std::string>());
-      if (d.ok()) manifests_.insert(d->hex());
+    auto digests = [&](const char* key) {
+      std::vector<Digest> out;
+      if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array()) return out;
+      for (const auto& m : doc[key]) {
+        if (!m.is_object() || !m.contains("digest") || !m["digest"].is_string()) continue;
+        auto d = Digest::Parse(m["digest"].get<std::string>());
+        if (d.ok()) out.push_back(*d);
+      }
+      return out;
+    };
+    for (const Digest& d : digests("manifests")) manifests_.insert(d.hex());
+    for (const Digest& d : digests("layers")) {
+      const std::string file = FetchedBlobPath(cache_dir_, d);
+      if (fetches_.count(d.hex()) > 0 || ::access(file.c_str(), F_OK) == 0) continue;
+      auto done = std::make_shared<std::promise<Status>>();
+      fetches_[d.hex()] = done->get_future().share();
+      queue_.push_back({d, done});
+      if (running_ < kFetchesAtOnce) {
+        ++running_;
+        workers_.emplace_back([this] { FetchLoop(); });
+      }
     }
+  }
+
+  void FetchLoop() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_ && !queue_.empty()) {
+      Queued job = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      job.done->set_value(Fetch(job.digest, FetchedBlobPath(cache_dir_, job.digest)));
+      lock.lock();
+    }
+    --running_;
   }
 
   // Fetches a blob into the cache: a temporary file, renamed to `file` once its digest checks.
@@ -110,6 +161,7 @@ class RegistrySource : public ImageSource {
     uint64_t size = 0;
     LogInfo("{}: fetching blob {}", client_->name(), digest.str());
     auto sink = [&](const char* data, size_t n) -> Status {
+      if (stopping_) return Status::Error(ECANCELED, "fetch of " + digest.str() + " cancelled");
       hash.Update(data, n);
       size += n;
       return out.Write(data, n);
@@ -136,6 +188,18 @@ class RegistrySource : public ImageSource {
   mutable std::mutex mu_;
   mutable std::set<std::string> manifests_;  // hex digests of the manifests indexes list
   mutable std::map<std::string, std::string> fetched_;
+
+  // Layer blobs fetched in the background.
+  static constexpr size_t kFetchesAtOnce = 3;
+  struct Queued {
+    Digest digest;
+    std::shared_ptr<std::promise<Status>> done;
+  };
+  mutable std::map<std::string, std::shared_future<Status>> fetches_;
+  mutable std::deque<Queued> queue_;
+  mutable std::vector<std::thread> workers_;
+  mutable size_t running_ = 0;  // workers not yet done with the queue
+  mutable std::atomic<bool> stopping_{false};
 };
 
 }  // namespace
