@@ -242,3 +242,22 @@ def test_token_auth(tmp_path, image, mounter, expired_first):
     finally:
         reg.stop()
         token.stop()
+
+
+def test_commands_take_a_registry_image(registry, image, mounter, tmp_path):
+    name = registry.name("gzip:1")
+    scratch = str(tmp_path / "scratch")
+    m = mounter.mount(name, options=("--tls-verify=false", "--scratch", scratch), writable=True)
+    with open(m.join("added-file"), "w") as f:
+        f.write("from a registry image\n")
+    assert not mounter.unmount(m)
+    out = str(tmp_path / "committed")
+    r = layerfs("commit", scratch, name, out, "--cache", m.cache, "--tls-verify=false")
+    assert r.returncode == 0, r.stderr
+    assert "the 5 layers of " + name in r.stdout
+    r = layerfs("which", out, "/added-file", "--cache", m.cache)
+    assert r.returncode == 0 and "layer 6 of 6" in r.stdout, (r.stdout, r.stderr)
+    for args in (["ls", name, "/"], ["diff", name, "2"], ["which", name, "/etc"]):
+        r = layerfs(*args, "--cache", m.cache, "--tls-verify=false")
+        assert r.returncode == 0, (args, r.stderr)
+        assert r.stdout, args
