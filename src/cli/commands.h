@@ -55,6 +55,12 @@ struct InspectArgs {
 };
 int RunInspect(const InspectArgs& args);
 
+// index push: an image's layer indexes published to its registry.
+struct IndexArgs {
+  ImageArgs image;
+};
+int RunIndexPush(const IndexArgs& args);
+
 // What `layerfs --version` prints: this build, and the versions of the libraries it runs with.
 std::string VersionText();
 

@@ -50,7 +50,7 @@ void AddImageOptions(CLI::App* cmd, ImageArgs* args) {
 }
 
 constexpr const char* kUsage =
-    "usage: layerfs mount|umount|commit|inspect|which|ls|diff|bench ARGS... [--help]";
+    "usage: layerfs mount|umount|commit|inspect|which|ls|diff|bench|index ARGS... [--help]";
 
 // A command line that does not parse: one `layerfs: error:` line, exit status 2.
 int UsageError(const CLI::App& app, const CLI::ParseError& e) {
@@ -178,6 +178,14 @@ int main(int argc, char** argv) {
       ->required();
   add_output_flags(diff);
 
+  IndexArgs ix;
+  CLI::App* index = app.add_subcommand("index", "Layer indexes in a registry");
+  index->require_subcommand(1);
+  CLI::App* index_push = index->add_subcommand(
+      "push", "Build the layer indexes of a docker:// IMAGE (fetching what is not cached) and "
+              "publish them to its registry beside it, as an OCI artifact that refers to it");
+  AddImageOptions(index_push, &ix.image);
+
   std::string umount_point;
   bool lazy = false;
   CLI::App* umount = app.add_subcommand("umount", "Unmount a layerfs mount");
@@ -217,6 +225,7 @@ int main(int argc, char** argv) {
   if (mount->parsed()) return RunMount(m);
   if (bench->parsed()) return RunBench(b);
   if (commit->parsed()) return RunCommit(c);
+  if (index_push->parsed()) return RunIndexPush(ix);
   if (inspect->parsed() || which->parsed() || ls->parsed() || diff->parsed()) {
     in.command = inspect->parsed() ? InspectArgs::Command::kInspect
                  : which->parsed() ? InspectArgs::Command::kWhich

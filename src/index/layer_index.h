@@ -41,6 +41,8 @@ class LayerIndex {
   uint64_t tar_size() const { return header().tar_size; }
   uint32_t entry_count() const { return header().entry_count; }
   size_t file_size() const { return size_; }
+  // The whole index as stored.
+  std::string_view bytes() const { return {reinterpret_cast<const char*>(base_), size_}; }
 
   // How the layer's tar is reached: kIndexCodecNone (a file), or in place from a compressed blob
   // through checkpoints, whose digest and size the index then records.

@@ -525,6 +525,11 @@ Result<ImageSpec> LoadOci(std::unique_ptr<ImageSource> source, const LoadOptions
     return Status::Unsupported(manifest_name + ": media type \"" + Printable(media_type) +
                                "\" is not an image manifest");
   }
+  image.manifest_digest = manifest_desc.digest;
+  image.manifest_size = manifest_text.size();
+  image.manifest_media_type = !media_type.empty()               ? media_type
+                              : !manifest_desc.media_type.empty() ? manifest_desc.media_type
+                                                                  : "application/vnd.oci.image.manifest.v1+json";
   LAYERFS_ASSIGN_OR_RETURN(Doc config_doc, doc.Get("config"));
   LAYERFS_ASSIGN_OR_RETURN(Descriptor config_desc, ParseDescriptor(config_doc));
   LAYERFS_ASSIGN_OR_RETURN(auto layers, doc.GetArray("layers"));

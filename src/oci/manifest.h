@@ -46,6 +46,10 @@ struct ImageSpec {
   std::string format;    // "docker-dir", "docker-archive", "oci-dir", "oci-archive", "registry"
   std::string ref;       // the reference picked, if any
   std::string config;    // the image config JSON
+  // The image manifest picked (OCI layouts and registries; docker-save images have none).
+  std::optional<Digest> manifest_digest;
+  uint64_t manifest_size = 0;
+  std::string manifest_media_type;
   std::vector<LayerSpec> layers;  // bottom to top
   std::unique_ptr<ImageSource> source;
 };

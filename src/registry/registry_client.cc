@@ -114,6 +114,8 @@ struct RegistryClient::Transfer {
     if (name == "content-type") r.content_type = value;
     if (name == "docker-content-digest") r.docker_digest = value;
     if (name == "www-authenticate") r.www_authenticate = value;
+    if (name == "location") r.location = value;
+    if (name == "oci-subject") r.oci_subject = value;
     if (name == "retry-after") {
       char* end = nullptr;
       long s = std::strtol(value.c_str(), &end, 10);
@@ -270,7 +272,8 @@ std::string RegistryClient::Url(const std::string& path) const {
 Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
                                                          const std::vector<std::string>& headers,
                                                          const Sink* sink, size_t max_body,
-                                                         bool with_auth) {
+                                                         bool with_auth, const char* method,
+                                                         std::string_view body) {
   CURL* e = TakeHandle();
   if (e == nullptr) return Status::Error(ENOMEM, "libcurl: no handle");
   struct Return {
@@ -303,6 +306,14 @@ Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
   curl_->easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_->easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnBody);
   curl_->easy_setopt(e, CURLOPT_WRITEDATA, &t);
+  const std::string_view verb = method;
+  if (verb == "HEAD") curl_->easy_setopt(e, CURLOPT_NOBODY, 1L);
+  if (verb == "POST" || verb == "PUT") {
+    list = curl_->slist_append(list, "Expect:");  // no 100-continue round trip
+    curl_->easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_->easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    if (verb == "PUT") curl_->easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+  }
   if (list != nullptr) curl_->easy_setopt(e, CURLOPT_HTTPHEADER, list);
   if (!options_.tls_verify) {
     curl_->easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -449,8 +460,21 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
                                                      const std::string& accept, const Sink* sink,
                                                      size_t max_body, const std::string& what,
                                                      const std::function<void()>& restart) {
-  std::vector<std::string> headers;
-  if (!accept.empty()) headers.push_back("Accept: " + accept);
+  Call call;
+  call.path = path;
+  if (!accept.empty()) call.headers.push_back("Accept: " + accept);
+  call.sink = sink;
+  call.max_body = max_body;
+  call.what = what;
+  call.restart = restart;
+  return Send(call);
+}
+
+Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
+  const std::vector<std::string>& headers = call.headers;
+  const std::string& what = call.what;
+  const std::function<void()>& restart = call.restart;
+  const std::string url = call.path.rfind("http", 0) == 0 ? call.path : Url(call.path);
   bool renewed = false;
   for (int attempt = 0;; ++attempt) {
     std::string challenge, authorization;
@@ -461,7 +485,8 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
     }
     if (!challenge.empty()) (void)Reauthenticate(challenge, authorization);
     authorization = Authorization();
-    auto performed = Perform(Url(path), headers, sink, max_body, true);
+    auto performed =
+        Perform(url, headers, call.sink, call.max_body, true, call.method, call.body);
     if (!performed.ok()) return performed.status().WithContext(display_ + ": " + what);
     Response r = std::move(performed).value();
     const bool transport = r.status == 0;
@@ -485,7 +510,9 @@ Result<RegistryClient::Response> RegistryClient::Get(const std::string& path,
       }
     }
     if (transport) return Status::Error(EIO, display_ + ": " + what + ": " + r.body);
-    if (r.status < 200 || r.status >= 300) return HttpError(r, what);
+    const bool allowed =
+        std::find(call.allowed.begin(), call.allowed.end(), r.status) != call.allowed.end();
+    if ((r.status < 200 || r.status >= 300) && !allowed) return HttpError(r, what);
     return r;
   }
 }
@@ -528,6 +555,67 @@ Status RegistryClient::FetchBlob(const Digest& digest, const Sink& sink,
   return Get("/v2/" + repository_ + "/blobs/" + digest.str(), "", &sink, 0,
              "blob " + digest.str(), restart)
       .status();
+}
+
+}  // namespace layerfs
+
+namespace layerfs {
+
+Result<std::optional<FetchedManifest>> RegistryClient::FindManifest(const std::string& reference) {
+  Call call;
+  call.method = "HEAD";
+  call.path = "/v2/" + repository_ + "/manifests/" + reference;
+  call.headers.push_back(std::string("Accept: ") + kManifestAccept);
+  call.what = "manifest " + reference;
+  call.allowed = {404};
+  LAYERFS_ASSIGN_OR_RETURN(Response head, Send(call));
+  if (head.status == 404) return std::optional<FetchedManifest>();
+  LAYERFS_ASSIGN_OR_RETURN(FetchedManifest m, GetManifest(reference));
+  return std::optional<FetchedManifest>(std::move(m));
+}
+
+Status RegistryClient::PushBlob(const Digest& digest, std::string_view data) {
+  Call head;
+  head.method = "HEAD";
+  head.path = "/v2/" + repository_ + "/blobs/" + digest.str();
+  head.what = "blob " + digest.str();
+  head.allowed = {404};
+  LAYERFS_ASSIGN_OR_RETURN(Response exists, Send(head));
+  if (exists.status == 200) return Status::Ok();
+
+  Call start;
+  start.method = "POST";
+  start.path = "/v2/" + repository_ + "/blobs/uploads/";
+  start.what = "upload of blob " + digest.str();
+  LAYERFS_ASSIGN_OR_RETURN(Response started, Send(start));
+  if (started.location.empty()) {
+    return Status::Error(EIO, display_ + ": " + start.what + ": the registry gave no Location");
+  }
+  Call put;
+  put.method = "PUT";
+  put.path = started.location;
+  if (put.path.rfind("http", 0) != 0 && (put.path.empty() || put.path[0] != '/')) {
+    return Status::Error(EIO, display_ + ": " + start.what + ": the registry gave the Location " +
+                                  Printable(put.path));
+  }
+  put.path += (put.path.find('?') == std::string::npos ? "?" : "&");
+  put.path += "digest=" + digest.str();
+  put.headers = {"Content-Type: application/octet-stream"};
+  put.body = data;
+  put.what = start.what;
+  return Send(put).status();
+}
+
+Result<bool> RegistryClient::PushManifest(const std::string& reference, std::string_view body,
+                                          const std::string& media_type) {
+  Call put;
+  put.method = "PUT";
+  put.path = "/v2/" + repository_ + "/manifests/" + reference;
+  put.headers = {"Content-Type: " + media_type};
+  put.body = body;
+  put.what = "push of manifest " + reference;
+  LAYERFS_ASSIGN_OR_RETURN(Response r, Send(put));
+  return !r.oci_subject.empty();
 }
 
 }  // namespace layerfs

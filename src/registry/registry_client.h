@@ -61,6 +61,15 @@ class RegistryClient {
   using Sink = std::function<Status(const char* data, size_t size)>;
   Status FetchBlob(const Digest& digest, const Sink& sink, const std::function<void()>& restart);
 
+  // A manifest that may be missing: none for a 404.
+  Result<std::optional<FetchedManifest>> FindManifest(const std::string& reference);
+  // Uploads a blob unless the repository has it (monolithic upload: POST, then PUT ?digest=).
+  Status PushBlob(const Digest& digest, std::string_view data);
+  // PUT /v2/REPO/manifests/REFERENCE. Returns whether the registry said it indexed the manifest's
+  // subject itself (the OCI-Subject header of the referrers API).
+  Result<bool> PushManifest(const std::string& reference, std::string_view body,
+                            const std::string& media_type);
+
   // "docker://HOST/REPO", for messages.
   const std::string& name() const { return display_; }
   // "https" or "http": how the registry was reached.
@@ -74,6 +83,8 @@ class RegistryClient {
     std::string content_type;
     std::string docker_digest;
     std::string www_authenticate;
+    std::string location;     // of an upload
+    std::string oci_subject;  // the registry indexed a pushed manifest's subject
     long retry_after_s = -1;
     bool too_large = false;
   };
@@ -83,9 +94,24 @@ class RegistryClient {
   Status Init();
   std::string Url(const std::string& path) const;
   // One HTTP GET; a transport error is a Status, an HTTP status is in the Response.
+  // `method` is GET, HEAD, POST or PUT (the last two send `body`).
   Result<Response> Perform(const std::string& url, const std::vector<std::string>& headers,
-                           const Sink* sink, size_t max_body, bool with_auth);
-  // A GET of a registry path with auth, renewal and retries; non-2xx statuses become errors.
+                           const Sink* sink, size_t max_body, bool with_auth,
+                           const char* method = "GET", std::string_view body = {});
+  // A request to the registry (a path, or an absolute URL it gave) with auth, renewal and
+  // retries; statuses other than 2xx become errors, except those in `allowed`.
+  struct Call {
+    const char* method = "GET";
+    std::string path;
+    std::vector<std::string> headers;
+    std::string_view body;
+    const Sink* sink = nullptr;
+    size_t max_body = 0;
+    std::string what;
+    std::function<void()> restart;
+    std::vector<long> allowed;
+  };
+  Result<Response> Send(const Call& call);
   Result<Response> Get(const std::string& path, const std::string& accept, const Sink* sink,
                        size_t max_body, const std::string& what,
                        const std::function<void()>& restart = nullptr);

@@ -2,9 +2,11 @@
 with skopeo mounts as umoci's tree; blobs are fetched once into the cache; authentication, TLS
 and the errors a user meets each give one clear line and mount nothing."""
 import base64
+import hashlib
 import json
 import os
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -239,6 +241,11 @@ def test_token_auth(tmp_path, image, mounter, expired_first):
         r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
                     "--creds", USER + ":wrong")
         assert_one_error(r, "token service refused the credentials from --creds")
+        # Publishing needs a token with push: asked for when the registry refuses the pull one.
+        r = layerfs("index", "push", name, "--cache", m.cache, "--tls-verify=false", "--creds",
+                    creds)
+        assert r.returncode == 0, r.stderr
+        assert any("push" in scope for _, scope in token.issued), token.issued
     finally:
         reg.stop()
         token.stop()
@@ -261,3 +268,55 @@ def test_commands_take_a_registry_image(registry, image, mounter, tmp_path):
         r = layerfs(*args, "--cache", m.cache, "--tls-verify=false")
         assert r.returncode == 0, (args, r.stderr)
         assert r.stdout, args
+
+
+def registry_get(reg, path):
+    req = urllib.request.Request("http://%s%s" % (reg.host, path), headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+def test_index_push_publishes_the_indexes_beside_the_image(registry, tmp_path):
+    name = registry.name("gzip:1")
+    cache = str(tmp_path / "cache")
+    for _ in range(2):  # a second push replaces the first's listing
+        r = layerfs("index", "push", name, "--cache", cache, "--tls-verify=false")
+        assert r.returncode == 0, r.stderr
+        assert "the indexes of 5 of its 5 layers" in r.stdout, r.stdout
+    subject = registry.manifest_digest("gzip:1")
+    tag = "sha256-" + subject.split(":")[1]
+    assert tag in r.stdout
+    listing = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", registry.name("gzip:" + tag)],
+        capture_output=True, check=True).stdout)
+    ours = [m for m in listing["manifests"]
+            if m.get("artifactType") == "application/vnd.layerfs.index.v1"]
+    assert len(ours) == 1, listing
+    artifact = json.loads(registry_get(registry, "/v2/gzip/manifests/" + ours[0]["digest"]))
+    assert artifact["subject"]["digest"] == subject
+    assert artifact["artifactType"] == "application/vnd.layerfs.index.v1"
+    by_type = {}
+    for d in artifact["layers"]:
+        by_type.setdefault(d["mediaType"], []).append(d)
+    indexes = by_type["application/vnd.layerfs.layer-index.v2"]
+    chunks = by_type["application/vnd.layerfs.chunk-digests.v1"]
+    assert len(indexes) == 5 and len(chunks) == 5
+    for d in indexes:
+        layer = d["annotations"]["io.layerfs.layer"]
+        with open(os.path.join(cache, "index/sha256", layer.split(":")[1] + ".idx"), "rb") as f:
+            assert registry_get(registry, "/v2/gzip/blobs/" + d["digest"]) == f.read()
+    for d in chunks:
+        size = int(d["annotations"]["io.layerfs.chunk-size"])
+        with open(os.path.join(cache, "blobs/sha256",
+                               d["annotations"]["io.layerfs.layer"].split(":")[1]), "rb") as f:
+            blob = f.read()
+        data = registry_get(registry, "/v2/gzip/blobs/" + d["digest"])
+        expected = b"".join(hashlib.sha256(blob[i:i + size]).digest()
+                            for i in range(0, len(blob), size))
+        assert data == expected
+
+
+def test_index_push_needs_a_registry_image(image, tmp_path):
+    r = layerfs("index", "push", image.form("oci"), "--cache", str(tmp_path / "cache"))
+    assert_one_error(r, "name a docker:// image")
