@@ -58,6 +58,8 @@ int RunInspect(const InspectArgs& args);
 // index push: an image's layer indexes published to its registry.
 struct IndexArgs {
   ImageArgs image;
+  std::string span;        // --span SIZE: checkpoint distance of the indexes built now
+  std::string chunk_size;  // --chunk-size SIZE: the blob bytes one chunk digest covers
 };
 int RunIndexPush(const IndexArgs& args);
 

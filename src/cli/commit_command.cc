@@ -47,7 +47,9 @@ int RunCommit(const CommitArgs& args) {
                                                  "the image"));
   }
 
-  auto image = OpenImage(args.image);
+  ImageArgs image_args = args.image;
+  image_args.registry.lazy = false;  // the new image holds every layer blob whole
+  auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
   const OpenedImage& opened = **image;
   std::vector<std::string> layer_ids;

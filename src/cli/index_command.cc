@@ -1,6 +1,8 @@
 // layerfs index push IMAGE: the layer indexes of a registry image, published beside it.
 #include "base/log.h"
+#include "blob/checkpoints.h"
 #include "cli/commands.h"
+#include "cli/mount_options.h"
 #include "registry/image_name.h"
 #include "registry/index_artifact.h"
 
@@ -13,9 +15,28 @@ int RunIndexPush(const IndexArgs& args) {
     return Fail(Status::Invalid(args.image.image +
                                 ": index push publishes to a registry: name a docker:// image"));
   }
-  auto image = OpenImage(args.image);
+  ImageArgs image_args = args.image;
+  uint64_t chunk_size = kDefaultChunkSize;
+  if (!args.span.empty()) {
+    auto n = ParseSize(args.span);
+    if (!n || *n < kMinSpan || *n > kMaxSpan) {
+      return Fail(Status::Invalid("--span " + args.span + ": expected a size from 64K to 64M"));
+    }
+    image_args.span = *n;
+    image_args.span_given = true;
+  }
+  if (!args.chunk_size.empty()) {
+    auto n = ParseSize(args.chunk_size);
+    if (!n || *n < (64u << 10) || *n > (64u << 20)) {
+      return Fail(Status::Invalid("--chunk-size " + args.chunk_size +
+                                  ": expected a size from 64K to 64M"));
+    }
+    chunk_size = *n;
+  }
+  image_args.registry.lazy = false;  // the chunk digests are of whole blobs
+  auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
-  auto artifact = BuildIndexArtifact(**image, kDefaultChunkSize);
+  auto artifact = BuildIndexArtifact(**image, chunk_size);
   if (!artifact.ok()) return Fail(artifact.status());
   auto client = RegistryClient::Connect(*name, args.image.registry);
   if (!client.ok()) return Fail(client.status());

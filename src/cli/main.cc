@@ -185,6 +185,13 @@ int main(int argc, char** argv) {
       "push", "Build the layer indexes of a docker:// IMAGE (fetching what is not cached) and "
               "publish them to its registry beside it, as an OCI artifact that refers to it");
   AddImageOptions(index_push, &ix.image);
+  index_push->add_option("--span", ix.span,
+                         "The checkpoint distance of compressed layers' indexes, 64K to 64M "
+                         "(default 1M; as mount's -o span=; a cached index of another span is "
+                         "rebuilt)");
+  index_push->add_option("--chunk-size", ix.chunk_size,
+                         "The bytes of a layer blob that one published chunk digest covers, and "
+                         "that a lazy mount fetches at once, 64K to 64M (default 512K)");
 
   std::string umount_point;
   bool lazy = false;

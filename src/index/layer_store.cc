@@ -195,8 +195,43 @@ void LayerStore::RemoveOutdated(const Digest& diff_id) const {
   ::unlink(index_path.c_str());
 }
 
+Result<Layer> LayerStore::RemoteLayer(const LayerSpec& spec) const {
+  auto opened = LayerIndex::Open(spec.published_index);
+  if (!opened.ok()) return opened.status().WithContext(spec.label + ": published index");
+  LayerIndex index = std::move(opened).value();
+  const IndexCodec want = spec.compression == Compression::kGzip   ? kIndexCodecGzip
+                          : spec.compression == Compression::kZstd ? kIndexCodecZstd
+                                                                   : kIndexCodecNone;
+  const uint64_t size = spec.remote->size();
+  const bool fits = index.codec() == want && index.diff_id() == *spec.diff_id &&
+                    (want == kIndexCodecNone
+                         ? index.tar_size() == size
+                         : spec.blob_digest && index.blob_digest() == *spec.blob_digest &&
+                               index.blob_size() == size);
+  if (!fits) {
+    return Status::Corrupt(spec.label + ": the index published for it describes another blob");
+  }
+  Layer layer;
+  layer.label = spec.label;
+  layer.position = spec.index;
+  if (want == kIndexCodecNone) {
+    layer.served = "lazily, in place";
+    layer.data = spec.remote;
+  } else {
+    layer.served = std::string("lazily, ") +
+                   (want == kIndexCodecGzip ? "checkpoints " : "zstd frames ") +
+                   std::to_string(index.checkpoint_count()) + " (span " +
+                   SpanText(index.span()) + ")";
+    layer.data = std::make_shared<CompressedSource>(spec.remote, index.checkpoints(),
+                                                    index.tar_size(), span_cache_, inflater_);
+  }
+  layer.index = std::move(index);
+  return layer;
+}
+
 Result<Layer> LayerStore::Load(const LayerSpec& spec) const {
   if (!spec.diff_id) return Status::Invalid(spec.label + ": the image config gives no diff_id");
+  if (spec.remote) return RemoteLayer(spec);
   LAYERFS_ASSIGN_OR_RETURN(std::optional<Layer> cached, FromCache(spec, true));
   if (cached) return std::move(*cached);
   return Build(spec);

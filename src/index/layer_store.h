@@ -114,6 +114,8 @@ class LayerStore {
   // Checks the blob of `spec` against `digest` unless a stamp says it was (and records a stamp);
   // whether it was hashed now.
   Result<bool> VerifyBlob(const LayerSpec& spec, const Digest& digest) const;
+  // A layer read lazily from a registry through its published index (LayerSpec::remote).
+  Result<Layer> RemoteLayer(const LayerSpec& spec) const;
   Result<Layer> InPlaceLayer(const LayerSpec& spec, LayerIndex index) const;
   bool StampValid(const Digest& digest, int fd, uint64_t offset, uint64_t length) const;
   // Records that the range was verified. `verified_since` (CLOCK_REALTIME ns, 0 for files only

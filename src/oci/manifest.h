@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "blob/blob_range.h"
+#include "blob/byte_source.h"
 #include "layerfs/digest.h"
 #include "layerfs/status.h"
 #include "oci/image_source.h"
@@ -31,6 +32,11 @@ struct LayerSpec {
   std::optional<Digest> diff_id;      // digest of the uncompressed tar (config rootfs.diff_ids)
   std::string created_by;             // the config's history line for this layer
   std::string label;  // how messages name the layer, from 1 at the bottom: "layer 2 of 5 (sha256:ab12…)"
+  // A registry layer read lazily through an index published beside its image: the index file,
+  // and the blob as a source whose chunks are fetched as they are read. `blob` then holds no
+  // bytes (reads of it fail).
+  std::string published_index;
+  std::shared_ptr<const ByteSource> remote;
 
   // The digest the layer is named by, in messages and in `layerfs inspect`: the blob's as stored,
   // else (docker-save layers, which state none) its diff_id, which is the same for a plain tar.

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "base/log.h"
 #include "blob/sha256.h"
 
 namespace layerfs {
@@ -114,6 +115,120 @@ Result<std::string> PublishIndexArtifact(RegistryClient& client, const ImageSpec
   json index = {{"schemaVersion", 2}, {"mediaType", kIndexType}, {"manifests", list}};
   LAYERFS_RETURN_IF_ERROR(client.PushManifest(tag, index.dump(), kIndexType).status());
   return tag;
+}
+
+namespace {
+
+// The most a published index may take (a layer of a few million entries).
+constexpr size_t kMaxPublishedIndex = 1u << 30;
+
+// A published blob, from the cache if it was fetched before, else from the registry (checked
+// against its digest before it is kept).
+Result<std::string> PublishedBlob(RegistryClient& client, const json& desc,
+                                  const std::string& path, size_t max_size) {
+  if (!desc.is_object() || !desc.contains("digest") || !desc["digest"].is_string()) {
+    return Status::Invalid("a descriptor without a digest");
+  }
+  LAYERFS_ASSIGN_OR_RETURN(Digest digest, Digest::Parse(desc["digest"].get<std::string>()));
+  auto cached = ReadSmallFile(path, max_size);
+  if (cached.ok()) return cached;
+  LAYERFS_ASSIGN_OR_RETURN(std::string data, client.GetBlob(digest, max_size));
+  if (Sha256::Of(data.data(), data.size()) != digest) {
+    return Status::Corrupt("blob " + digest.str() + " does not match its digest");
+  }
+  LAYERFS_RETURN_IF_ERROR(WriteFileAtomic(path, data));
+  return data;
+}
+
+Result<std::optional<std::string>> FindArtifact(RegistryClient& client, const Digest& subject) {
+  LAYERFS_ASSIGN_OR_RETURN(std::optional<std::string> listing,
+                           client.Referrers(subject, kIndexArtifactType));
+  if (!listing) {
+    LAYERFS_ASSIGN_OR_RETURN(std::optional<FetchedManifest> tagged,
+                             client.FindManifest("sha256-" + subject.hex()));
+    if (!tagged) return std::optional<std::string>();
+    listing = std::move(tagged->body);
+  }
+  json index = json::parse(*listing, nullptr, false);
+  if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+    return Status::Invalid("the referrers of the image are not an image index");
+  }
+  std::optional<std::string> found;
+  for (const json& m : index["manifests"]) {
+    if (m.is_object() && m.value("artifactType", "") == kIndexArtifactType &&
+        m.contains("digest") && m["digest"].is_string()) {
+      found = m["digest"].get<std::string>();  // the last one listed: the newest
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+std::map<std::string, PublishedLayer> FindPublishedIndexes(RegistryClient& client,
+                                                           const ImageSpec& spec,
+                                                           const std::string& cache_dir) {
+  std::map<std::string, PublishedLayer> out;
+  if (!spec.manifest_digest) return out;
+  auto artifact_digest = FindArtifact(client, *spec.manifest_digest);
+  if (!artifact_digest.ok()) {
+    LogWarning("{}: published indexes not used: {}", spec.location,
+               artifact_digest.status().message());
+    return out;
+  }
+  if (!*artifact_digest) {
+    LogInfo("{}: no indexes published beside it; its layers are fetched whole", spec.location);
+    return out;
+  }
+  auto manifest = client.GetManifest(**artifact_digest);
+  if (!manifest.ok()) {
+    LogWarning("{}: published indexes not used: {}", spec.location, manifest.status().message());
+    return out;
+  }
+  json m = json::parse(manifest->body, nullptr, false);
+  if (!m.is_object() || !m.contains("subject") || !m["subject"].is_object() ||
+      m["subject"].value("digest", "") != spec.manifest_digest->str() || !m.contains("layers") ||
+      !m["layers"].is_array()) {
+    LogWarning("{}: the index artifact {} does not refer to this image; not used", spec.location,
+               **artifact_digest);
+    return out;
+  }
+  const std::string dir = cache_dir + "/remote-index/sha256";
+  if (!MakeDirs(dir).ok()) return out;
+  std::map<std::string, json> indexes, chunks;
+  for (const json& d : m["layers"]) {
+    if (!d.is_object() || !d.contains("annotations") || !d["annotations"].is_object()) continue;
+    auto layer = Digest::Parse(d["annotations"].value(kLayerAnnotation, ""));
+    if (!layer.ok()) continue;
+    const std::string type = d.value("mediaType", "");
+    if (type == kLayerIndexMediaType) indexes[layer->hex()] = d;
+    if (type == kChunkDigestsMediaType) chunks[layer->hex()] = d;
+  }
+  for (const LayerSpec& layer : spec.layers) {
+    if (!layer.blob_digest) continue;
+    const std::string hex = layer.blob_digest->hex();
+    if (indexes.count(hex) == 0 || chunks.count(hex) == 0) continue;
+    PublishedLayer p;
+    const std::string size_text = chunks[hex]["annotations"].value(kChunkSizeAnnotation, "");
+    p.chunk_size = std::strtoull(size_text.c_str(), nullptr, 10);
+    if (p.chunk_size < 4096 || p.chunk_size > (64u << 20)) {
+      LogWarning("{}: published chunk size \"{}\" refused", layer.label, size_text);
+      continue;
+    }
+    p.index_path = dir + "/" + hex + ".idx";
+    auto index = PublishedBlob(client, indexes[hex], p.index_path, kMaxPublishedIndex);
+    auto digests = PublishedBlob(client, chunks[hex],
+                                 dir + "/" + hex + ".chunks-" + std::to_string(p.chunk_size),
+                                 kMaxPublishedIndex);
+    if (!index.ok() || !digests.ok()) {
+      LogWarning("{}: published index not used: {}", layer.label,
+                 (!index.ok() ? index.status() : digests.status()).message());
+      continue;
+    }
+    p.chunk_digests = std::move(digests).value();
+    out[hex] = std::move(p);
+  }
+  return out;
 }
 
 }  // namespace layerfs

@@ -51,6 +51,20 @@ Result<IndexArtifact> BuildIndexArtifact(const OpenedImage& image, uint64_t chun
 Result<std::string> PublishIndexArtifact(RegistryClient& client, const ImageSpec& spec,
                                          const IndexArtifact& artifact);
 
+struct PublishedLayer {
+  std::string index_path;  // the layer's published index, kept in the cache
+  uint64_t chunk_size = 0;
+  std::string chunk_digests;
+};
+
+// The indexes published beside the image, by the hex digest of each layer blob they are for.
+// Empty where none are published; an artifact or blob that fails its checks is skipped with a
+// warning (those layers are then fetched whole). Indexes are kept in
+// CACHE/remote-index/sha256/<layer blob hex>.idx, chunk digests beside them (.chunks-SIZE).
+std::map<std::string, PublishedLayer> FindPublishedIndexes(RegistryClient& client,
+                                                           const ImageSpec& spec,
+                                                           const std::string& cache_dir);
+
 }  // namespace layerfs
 
 #endif  // LAYERFS_REGISTRY_INDEX_ARTIFACT_H_

@@ -618,4 +618,43 @@ Result<bool> RegistryClient::PushManifest(const std::string& reference, std::str
   return !r.oci_subject.empty();
 }
 
+Result<std::string> RegistryClient::FetchRange(const Digest& digest, uint64_t offset,
+                                               uint64_t length) {
+  if (length == 0) return std::string();
+  Call call;
+  call.path = "/v2/" + repository_ + "/blobs/" + digest.str();
+  call.headers = {"Range: bytes=" + std::to_string(offset) + "-" +
+                  std::to_string(offset + length - 1)};
+  call.max_body = static_cast<size_t>(length);
+  call.what = "blob " + digest.str() + " bytes " + std::to_string(offset) + "+" +
+              std::to_string(length);
+  LAYERFS_ASSIGN_OR_RETURN(Response r, Send(call));
+  if (r.status != 206 && !(r.status == 200 && offset == 0)) {
+    return Status::Error(EIO, display_ + ": " + call.what + ": the registry did not answer the "
+                                         "range request (HTTP " + std::to_string(r.status) + ")");
+  }
+  if (r.body.size() != length) {
+    return Status::Error(EIO, display_ + ": " + call.what + ": the registry sent " +
+                                  std::to_string(r.body.size()) + " bytes");
+  }
+  return std::move(r.body);
+}
+
+Result<std::optional<std::string>> RegistryClient::Referrers(const Digest& digest,
+                                                             const std::string& type) {
+  Call call;
+  call.path = "/v2/" + repository_ + "/referrers/" + digest.str() + "?artifactType=" + type;
+  call.headers = {"Accept: application/vnd.oci.image.index.v1+json"};
+  call.max_body = kMaxManifestBytes;
+  call.what = "referrers of " + digest.str();
+  call.allowed = {400, 404, 405};
+  LAYERFS_ASSIGN_OR_RETURN(Response r, Send(call));
+  if (r.status != 200) return std::optional<std::string>();
+  // A registry without the API may answer 200 with something else (an HTML page, an error).
+  if (r.content_type.find("application/vnd.oci.image.index.v1+json") == std::string::npos) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(std::move(r.body));
+}
+
 }  // namespace layerfs

@@ -31,6 +31,9 @@ struct RegistryOptions {
   std::string authfile;  // --authfile FILE; else podman's auth files
   std::string cert_dir;  // --cert-dir DIR: *.crt CAs, *.cert/*.key client certificate
   bool tls_verify = true;
+  // Read layers lazily through indexes published beside the image, where there are any (commit
+  // and index push need whole blobs and turn it off).
+  bool lazy = true;
   long connect_timeout_s = 10;
   long stall_timeout_s = 30;  // a transfer that moves no byte for this long fails
   int retries = 3;
@@ -61,8 +64,13 @@ class RegistryClient {
   using Sink = std::function<Status(const char* data, size_t size)>;
   Status FetchBlob(const Digest& digest, const Sink& sink, const std::function<void()>& restart);
 
+  // Bytes [offset, offset + length) of a blob, by an HTTP Range request.
+  Result<std::string> FetchRange(const Digest& digest, uint64_t offset, uint64_t length);
   // A manifest that may be missing: none for a 404.
   Result<std::optional<FetchedManifest>> FindManifest(const std::string& reference);
+  // GET /v2/REPO/referrers/DIGEST?artifactType=TYPE: the image index of the manifests that refer
+  // to DIGEST, or none where the registry has no referrers API.
+  Result<std::optional<std::string>> Referrers(const Digest& digest, const std::string& type);
   // Uploads a blob unless the repository has it (monolithic upload: POST, then PUT ?digest=).
   Status PushBlob(const Digest& digest, std::string_view data);
   // PUT /v2/REPO/manifests/REFERENCE. Returns whether the registry said it indexed the manifest's

@@ -17,6 +17,8 @@
 #include "base/log.h"
 #include "base/path.h"
 #include "blob/sha256.h"
+#include "registry/index_artifact.h"
+#include "registry/remote_blob.h"
 
 namespace layerfs {
 namespace {
@@ -25,9 +27,14 @@ constexpr std::string_view kBlobPrefix = "blobs/sha256/";
 
 class RegistrySource : public ImageSource {
  public:
-  RegistrySource(std::unique_ptr<RegistryClient> client, const ImageName& name,
-                 FetchedManifest top, std::string cache_dir)
-      : client_(std::move(client)), location_(name.str()), cache_dir_(std::move(cache_dir)) {
+  // Deferred: layer blobs are fetched only when FetchLayers() says so; until then Open() of one
+  // gives a range of its size that holds no bytes.
+  RegistrySource(std::shared_ptr<RegistryClient> client, const ImageName& name,
+                 FetchedManifest top, std::string cache_dir, bool deferred)
+      : client_(std::move(client)),
+        location_(name.str()),
+        cache_dir_(std::move(cache_dir)),
+        deferred_(deferred) {
     nlohmann::json top_json = nlohmann::json::parse(top.body, nullptr, false);
     std::string type = top.media_type;
     if (type.empty() || type == "application/json" || type == "text/plain") {
@@ -72,6 +79,11 @@ class RegistrySource : public ImageSource {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = fetches_.find(digest.hex());
       if (it != fetches_.end()) fetching = it->second;
+      auto size = sizes_.find(digest.hex());
+      if (deferred_ && !fetching.valid() && size != sizes_.end() &&
+          ::access(file.c_str(), F_OK) != 0) {
+        return Placeholder(digest, size->second);
+      }
     }
     if (fetching.valid()) LAYERFS_RETURN_IF_ERROR(fetching.get());
     UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
@@ -128,7 +140,43 @@ class RegistrySource : public ImageSource {
       return out;
     };
     for (const Digest& d : digests("manifests")) manifests_.insert(d.hex());
-    for (const Digest& d : digests("layers")) {
+    if (doc.is_object() && doc.contains("layers") && doc["layers"].is_array()) {
+      for (const auto& l : doc["layers"]) {
+        if (!l.is_object() || !l.contains("digest") || !l["digest"].is_string() ||
+            !l.contains("size") || !l["size"].is_number_unsigned()) {
+          continue;
+        }
+        auto d = Digest::Parse(l["digest"].get<std::string>());
+        if (d.ok()) sizes_[d->hex()] = l["size"].get<uint64_t>();
+      }
+    }
+    if (!deferred_) StartFetches(digests("layers"));
+  }
+
+ public:
+  // Starts fetching these layer blobs in the background (those not in the cache yet).
+  void FetchLayers(const std::vector<Digest>& layers) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    StartFetches(layers);
+  }
+
+  const std::shared_ptr<RegistryClient>& client() const { return client_; }
+
+ private:
+  // A range of `size` bytes that holds none: reading it fails (/dev/null has no bytes).
+  Result<BlobRange> Placeholder(const Digest& digest, uint64_t size) const {
+    UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd) return Status::FromErrno(errno, "/dev/null");
+    BlobRange r;
+    r.file = std::make_shared<UniqueFd>(std::move(fd));
+    r.length = size;
+    r.name = client_->name() + "@" + digest.str();
+    return r;
+  }
+
+  // REQUIRES: mu_ held, or the constructor.
+  void StartFetches(const std::vector<Digest>& layers) const {
+    for (const Digest& d : layers) {
       const std::string file = FetchedBlobPath(cache_dir_, d);
       if (fetches_.count(d.hex()) > 0 || ::access(file.c_str(), F_OK) == 0) continue;
       auto done = std::make_shared<std::promise<Status>>();
@@ -181,9 +229,11 @@ class RegistrySource : public ImageSource {
     return out.Commit();
   }
 
-  std::unique_ptr<RegistryClient> client_;
+  std::shared_ptr<RegistryClient> client_;
   std::string location_;
   std::string cache_dir_;
+  bool deferred_;
+  mutable std::map<std::string, uint64_t> sizes_;  // of the layers manifests list
   std::string index_json_;
   mutable std::mutex mu_;
   mutable std::set<std::string> manifests_;  // hex digests of the manifests indexes list
@@ -210,12 +260,45 @@ std::string FetchedBlobPath(const std::string& cache_dir, const Digest& digest) 
 
 Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& options,
                                     const RegistryOptions& registry, const std::string& cache_dir) {
-  LAYERFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryClient> client,
+  LAYERFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryClient> connected,
                            RegistryClient::Connect(name, registry));
+  std::shared_ptr<RegistryClient> client = std::move(connected);
   LAYERFS_ASSIGN_OR_RETURN(FetchedManifest top, client->GetManifest(name.reference()));
-  auto source = std::make_unique<RegistrySource>(std::move(client), name, std::move(top),
-                                                 cache_dir);
-  return LoadOciImage(std::move(source), options, "registry");
+  auto source = std::make_unique<RegistrySource>(client, name, std::move(top), cache_dir,
+                                                 registry.lazy);
+  const RegistrySource* registry_source = source.get();
+  LAYERFS_ASSIGN_OR_RETURN(ImageSpec spec,
+                           LoadOciImage(std::move(source), options, "registry"));
+  if (!registry.lazy) return spec;
+
+  // Layers with a published index are read lazily; the others are fetched whole now.
+  std::map<std::string, PublishedLayer> published = FindPublishedIndexes(*client, spec, cache_dir);
+  std::vector<Digest> whole;
+  for (LayerSpec& layer : spec.layers) {
+    const Digest& d = *layer.blob_digest;
+    auto it = published.find(d.hex());
+    if (it == published.end() || ::access(FetchedBlobPath(cache_dir, d).c_str(), F_OK) == 0) {
+      whole.push_back(d);
+      continue;
+    }
+    auto remote = RemoteBlob::Open(client, cache_dir, d, layer.blob.length, it->second.chunk_size,
+                                   std::move(it->second.chunk_digests));
+    if (!remote.ok()) {
+      LogWarning("{}: {}; fetching it whole", layer.label, remote.status().message());
+      whole.push_back(d);
+      continue;
+    }
+    layer.remote = std::move(remote).value();
+    layer.published_index = it->second.index_path;
+  }
+  registry_source->FetchLayers(whole);
+  for (LayerSpec& layer : spec.layers) {
+    if (layer.remote) continue;
+    auto blob = spec.source->Open(layer.path);
+    if (!blob.ok()) return blob.status().WithContext(layer.label);
+    layer.blob = std::move(blob).value();
+  }
+  return spec;
 }
 
 }  // namespace layerfs

@@ -320,3 +320,91 @@ def test_index_push_publishes_the_indexes_beside_the_image(registry, tmp_path):
 def test_index_push_needs_a_registry_image(image, tmp_path):
     r = layerfs("index", "push", image.form("oci"), "--cache", str(tmp_path / "cache"))
     assert_one_error(r, "name a docker:// image")
+
+
+def layer_blob_bytes(reg, requests, layers):
+    """Bytes the registry sent of these layer blobs."""
+    return sum(w for method, uri, w, status in requests
+               if method == "GET" and any(l in uri for l in layers))
+
+
+def pushed_with_index(reg, image, repo, cache):
+    name = reg.push(PUSHED["gzip"](image), repo)
+    # Small spans and chunks, so that the small image's layers have several of each.
+    r = layerfs("index", "push", name, "--cache", cache, "--tls-verify=false", "--span", "64K",
+                "--chunk-size", "64K")
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(image.form("oci"), "index.json")) as f:
+        manifest = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(image.form("oci"), "blobs/sha256", manifest.split(":")[1])) as f:
+        layers = [l["digest"] for l in json.load(f)["layers"]]
+    return name, layers
+
+
+def test_lazy_mount_fetches_only_what_is_read(registry, image, mounter, tmp_path):
+    name, layers = pushed_with_index(registry, image, "lazy:1", str(tmp_path / "publisher"))
+    before = len(registry.requests())
+    m = mounter.mount(name, options=("--tls-verify=false",))
+    # Ready with the manifest, config and indexes: no byte of any layer blob.
+    assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
+    r = layerfs("inspect", "--json", name, "--cache", m.cache, "--tls-verify=false")
+    served = [l["served"] for l in json.loads(r.stdout)["layers"]]
+    assert all(s.startswith("lazily") for s in served), served
+    with open(m.join("big/random.bin"), "rb") as f:
+        f.seek(100 * 1024)
+        assert len(f.read(4096)) == 4096
+    sent = layer_blob_bytes(registry, registry.requests()[before:], layers)
+    bottom = os.path.getsize(registry.blob_file(layers[0]))
+    assert 0 < sent < bottom, (sent, bottom)  # a chunk or two of the bottom layer, not all of it
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
+    # A second mount of the same cache fetches again only what the first did not.
+    assert not mounter.unmount(m)
+    before = len(registry.requests())
+    m2 = mounter.mount(name, cache=m.cache, options=("--tls-verify=false",))
+    assert_same_tree(m2.path, image.rootfs, image.implied)
+    assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
+
+
+def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
+        tmp_path, image, mounter):
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        name, layers = pushed_with_index(reg, image, "lazy:1", str(tmp_path / "publisher"))
+        data = reg.blob_file(layers[0])
+        with open(data, "r+b") as f:  # a byte of the bottom layer's first chunk
+            f.seek(10)
+            byte = f.read(1)
+            f.seek(10)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        m = mounter.mount(name, options=("--tls-verify=false",))
+        with pytest.raises(OSError) as e:
+            with open(m.join("big/random.bin"), "rb") as f:
+                f.read()
+        assert e.value.errno == 5  # EIO
+        assert "does not match its published digest" in m.log()
+        assert os.listdir(m.path)  # the daemon still serves
+        assert not mounter.unmount(m)
+
+        with open(data, "r+b") as f:  # repaired; then the registry goes away mid-mount
+            f.seek(10)
+            f.write(byte)
+        m = mounter.mount(name, cache=str(tmp_path / "cache2"), options=("--tls-verify=false",))
+        with open(m.join("big/random.bin"), "rb") as f:
+            first = f.read(4096)
+        reg.stop()
+        with open(m.join("big/random.bin"), "rb") as f:
+            assert f.read(4096) == first  # fetched before: still served
+        # A file of layer 4, none of which was read: EIO once the retries are spent.
+        with pytest.raises(OSError) as e:
+            with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
+                f.read()
+        assert e.value.errno == 5
+        assert "cannot" in m.log() or "Couldn't connect" in m.log() or "Failed to connect" in m.log()
+        assert os.listdir(m.join("etc"))  # lookups do not wait for the registry
+        reg.start()  # back: reads work again
+        with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
+            assert f.read() == b"parents implied\n"
+        assert_same_tree(m.path, image.rootfs, image.implied)
+    finally:
+        reg.stop()

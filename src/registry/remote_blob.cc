@@ -1,0 +1,165 @@
+#include "registry/remote_blob.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "blob/sha256.h"
+
+namespace layerfs {
+
+Result<std::shared_ptr<RemoteBlob>> RemoteBlob::Open(std::shared_ptr<RegistryClient> client,
+                                                     const std::string& cache_dir,
+                                                     const Digest& digest, uint64_t size,
+                                                     uint64_t chunk_size,
+                                                     std::string chunk_digests) {
+  if (chunk_size == 0) return Status::Invalid("chunk size 0");
+  const uint64_t chunks = (size + chunk_size - 1) / chunk_size;
+  if (chunk_digests.size() != chunks * Digest::kSize) {
+    return Status::Corrupt("the published chunk digests of blob " + digest.str() + " are " +
+                           std::to_string(chunk_digests.size()) + " bytes, not " +
+                           std::to_string(chunks * Digest::kSize));
+  }
+  std::shared_ptr<RemoteBlob> b(new RemoteBlob());
+  b->client_ = std::move(client);
+  b->digest_ = digest;
+  b->size_ = size;
+  b->chunk_size_ = chunk_size;
+  b->chunk_digests_ = std::move(chunk_digests);
+  const std::string dir = cache_dir + "/blobs/sha256";
+  LAYERFS_RETURN_IF_ERROR(MakeDirs(dir).WithContext("cache directory"));
+  b->final_path_ = dir + "/" + digest.hex();
+  b->partial_path_ = b->final_path_ + ".partial";
+  b->present_path_ = b->final_path_ + ".present";
+  b->name_ = b->client_->name() + "@" + digest.str();
+  b->present_.assign(static_cast<size_t>(chunks), 0);
+
+  // Fetched whole before (or completed by another mount): nothing to fetch.
+  b->data_.reset(::open(b->final_path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (b->data_) {
+    std::fill(b->present_.begin(), b->present_.end(), 1);
+    b->completed_ = true;
+    return b;
+  }
+  b->data_.reset(::open(b->partial_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                        0644));
+  if (!b->data_) return Status::FromErrno(errno, b->partial_path_);
+  if (::ftruncate(b->data_.get(), static_cast<off_t>(size)) != 0) {
+    return Status::FromErrno(errno, b->partial_path_);
+  }
+  b->present_fd_.reset(::open(b->present_path_.c_str(),
+                              O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!b->present_fd_) return Status::FromErrno(errno, b->present_path_);
+  std::vector<uint8_t> record(b->present_.size(), 0);
+  ssize_t n = ::pread(b->present_fd_.get(), record.data(), record.size(), 0);
+  if (n < 0) return Status::FromErrno(errno, b->present_path_);
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) b->present_[i] = record[i] == 1;
+  b->missing_ = static_cast<size_t>(std::count(b->present_.begin(), b->present_.end(), 0));
+  return b;
+}
+
+RemoteBlob::~RemoteBlob() = default;
+
+size_t RemoteBlob::chunks_present() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return present_.size() - missing_;
+}
+
+Status RemoteBlob::ReadAt(uint64_t offset, char* buf, size_t size) const {
+  if (offset > size_ || size > size_ - offset) {
+    return Status::Invalid(name_ + ": read past the end of the blob");
+  }
+  if (failed_) return Status::Corrupt(name_ + ": does not match its digest");
+  if (size == 0) return Status::Ok();
+  const size_t first = static_cast<size_t>(offset / chunk_size_);
+  const size_t last = static_cast<size_t>((offset + size - 1) / chunk_size_);
+  for (size_t k = first; k <= last; ++k) LAYERFS_RETURN_IF_ERROR(EnsureChunk(k));
+  return PreadFully(data_.get(), buf, size, offset, name_);
+}
+
+Status RemoteBlob::EnsureChunk(size_t k) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (present_[k]) return Status::Ok();
+    if (fetching_.count(k) == 0) break;
+    fetched_.wait(lock);  // another reader fetches it
+  }
+  fetching_.insert(k);
+  lock.unlock();
+  Status s = FetchChunk(k);
+  lock.lock();
+  fetching_.erase(k);
+  if (s.ok() && !present_[k]) {
+    present_[k] = 1;
+    --missing_;
+  }
+  fetched_.notify_all();
+  const bool complete = s.ok() && missing_ == 0;
+  lock.unlock();
+  if (complete) MaybeComplete();
+  return s;
+}
+
+Status RemoteBlob::FetchChunk(size_t k) const {
+  const uint64_t start = k * chunk_size_;
+  const uint64_t length = std::min(chunk_size_, size_ - start);
+  const std::string_view want(chunk_digests_.data() + k * Digest::kSize, Digest::kSize);
+  Status last = Status::Ok();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto bytes = client_->FetchRange(digest_, start, length);
+    if (!bytes.ok()) return bytes.status();
+    Digest got = Sha256::Of(bytes->data(), bytes->size());
+    if (std::memcmp(got.bytes().data(), want.data(), Digest::kSize) != 0) {
+      last = Status::Corrupt(name_ + ": chunk " + std::to_string(k) + " (bytes " +
+                             std::to_string(start) + "+" + std::to_string(length) +
+                             ") does not match its published digest");
+      LogError("{}{}", last.message(), attempt == 0 ? "; fetching it again" : "");
+      continue;
+    }
+    if (int err = PwriteFully(data_.get(), bytes->data(), bytes->size(), start); err != 0) {
+      return Status::FromErrno(err, partial_path_);
+    }
+    const uint8_t one = 1;
+    if (int err = PwriteFully(present_fd_.get(), &one, 1, k); err != 0) {
+      return Status::FromErrno(err, present_path_);
+    }
+    return Status::Ok();
+  }
+  return last;
+}
+
+void RemoteBlob::MaybeComplete() const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (completed_) return;
+    completed_ = true;
+  }
+  // Every chunk is here: the blob as a whole must be the one the manifest names.
+  Sha256 hash;
+  std::string buf(1 << 20, '\0');
+  for (uint64_t at = 0; at < size_; at += buf.size()) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size_ - at));
+    Status s = PreadFully(data_.get(), buf.data(), n, at, name_);
+    if (!s.ok()) {
+      LogError("{}", s.message());
+      return;
+    }
+    hash.Update(buf.data(), n);
+  }
+  Digest got = hash.Finish();
+  if (got != digest_) {
+    failed_ = true;
+    LogError("{}: the blob fetched whole has digest {}; its reads fail with EIO from now on",
+             name_, got.str());
+    return;
+  }
+  ::fsync(data_.get());
+  if (::rename(partial_path_.c_str(), final_path_.c_str()) == 0) ::unlink(present_path_.c_str());
+}
+
+}  // namespace layerfs
