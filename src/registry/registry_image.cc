@@ -162,6 +162,17 @@ class RegistrySource : public ImageSource {
 
   const std::shared_ptr<RegistryClient>& client() const { return client_; }
 
+  // Joins the fetching threads, whose work is done once every layer is opened: a daemon forks
+  // after the image is open, and a thread of the parent cannot be joined in the child.
+  void JoinFetchers() const {
+    std::vector<std::thread> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done.swap(workers_);
+    }
+    for (std::thread& t : done) t.join();
+  }
+
  private:
   // A range of `size` bytes that holds none: reading it fails (/dev/null has no bytes).
   Result<BlobRange> Placeholder(const Digest& digest, uint64_t size) const {
@@ -269,7 +280,10 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
   const RegistrySource* registry_source = source.get();
   LAYERFS_ASSIGN_OR_RETURN(ImageSpec spec,
                            LoadOciImage(std::move(source), options, "registry"));
-  if (!registry.lazy) return spec;
+  if (!registry.lazy) {
+    registry_source->JoinFetchers();
+    return spec;
+  }
 
   // Layers with a published index are read lazily; the others are fetched whole now.
   std::map<std::string, PublishedLayer> published = FindPublishedIndexes(*client, spec, cache_dir);
@@ -298,6 +312,7 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
     if (!blob.ok()) return blob.status().WithContext(layer.label);
     layer.blob = std::move(blob).value();
   }
+  registry_source->JoinFetchers();
   return spec;
 }
 

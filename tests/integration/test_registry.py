@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 import make_image
-from conftest import assert_same_tree, is_mounted, layerfs_binary
+from conftest import assert_same_tree, daemon_pids, is_mounted, layerfs_binary, wait_for
 from registry import PASSWORD, USER, Registry, TokenServer, blob_gets
 
 PUSHED = {  # repository: what skopeo pushes, as a transport name
@@ -408,3 +408,55 @@ def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
         assert_same_tree(m.path, image.rootfs, image.implied)
     finally:
         reg.stop()
+
+
+@pytest.mark.corpus
+def test_corpus_lazy_python_start_fetches_a_fraction(corpus, tmp_path, mounter):
+    """The real image pushed, its indexes published: Python starts in a chroot of a lazy mount
+    after fetching a small part of the layer blobs, and the whole tree equals umoci's."""
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        with open(os.path.join(corpus, "oci", "index.json")) as f:
+            entry = json.load(f)["manifests"][0]
+        ref = entry["annotations"]["org.opencontainers.image.ref.name"]
+        name = reg.push("oci:%s:%s" % (os.path.join(corpus, "oci"), ref), "corpus:1")
+        r = layerfs("index", "push", name, "--cache", str(tmp_path / "publisher"),
+                    "--tls-verify=false")
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(corpus, "oci", "blobs/sha256", entry["digest"].split(":")[1])) as f:
+            layers = [(l["digest"], l["size"]) for l in json.load(f)["layers"]]
+        total = sum(size for _, size in layers)
+        before = len(reg.requests())
+        m = mounter.mount(name, options=("--tls-verify=false",))
+        subprocess.run(["chroot", m.path, "python3", "-c", "import json"], check=True,
+                       timeout=120)
+        sent = layer_blob_bytes(reg, reg.requests()[before:], [d for d, _ in layers])
+        assert sent <= 0.15 * total, (sent, total)
+        assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
+        m.assert_healthy()
+    finally:
+        reg.stop()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_background_daemon_exits_after_unmount(registry, image, tmp_path, lazy):
+    """A docker:// mount served by a background daemon (which forks after fetching) ends when
+    it is unmounted."""
+    if lazy:
+        name, _ = pushed_with_index(registry, image, "bg:1", str(tmp_path / "publisher"))
+    else:
+        name = registry.name("gzip:1")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = layerfs("mount", name, str(mnt), "--cache", str(tmp_path / "cache"), "--tls-verify=false",
+                "--read-only")
+    assert r.returncode == 0, r.stderr
+    assert is_mounted(str(mnt))
+    pids = daemon_pids(str(mnt))
+    assert len(pids) == 1, pids
+    with open(os.path.join(str(mnt), "big/random.bin"), "rb") as f:
+        assert len(f.read()) == 300 * 1024
+    r = layerfs("umount", str(mnt))
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % pids[0]), 10.0), \
+        "the daemon still runs after the unmount"
