@@ -20,6 +20,7 @@ struct MountArgs {
   bool single_thread = false;
   unsigned threads = 0;
   std::string owner = "image";       // image or self
+  std::string prefetch = "all";      // docker:// read lazily: fetch the rest in the background
 };
 int RunMount(const MountArgs& args);
 

@@ -113,6 +113,11 @@ int main(int argc, char** argv) {
                     "default) or self (every file belongs to the caller, who can then write "
                     "anywhere in the tree; what the caller creates belongs to root in the image)")
       ->check(CLI::IsMember({"image", "self"}));
+  mount->add_option("--prefetch", m.prefetch,
+                    "docker:// images read lazily through a published index: all (default) also "
+                    "fetches the rest of their layers in the background, demand reads first; "
+                    "none fetches only what is read")
+      ->check(CLI::IsMember({"all", "none"}));
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
 

@@ -108,6 +108,9 @@ int RunMount(const MountArgs& args) {
   }
   Filesystem fs(*tree, fs_options);
   mount.fsname = opened.spec.location;
+  if (args.prefetch == "all" && opened.spec.start_background) {
+    mount.on_serving = opened.spec.start_background;
+  }
   Status s = ServeMount(&fs, mount);
   if (!s.ok()) return Fail(s);
   return 0;

@@ -153,6 +153,7 @@ Status ServeMount(Filesystem* fs, const MountOptions& options) {
   LAYERFS_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(fs, options));
   LAYERFS_RETURN_IF_ERROR(session->Mount());
   LAYERFS_RETURN_IF_ERROR(session->Daemonize());
+  if (options.on_serving) options.on_serving();
   return session->Loop();
 }
 

@@ -3,6 +3,7 @@
 #ifndef LAYERFS_FUSE_SESSION_H_
 #define LAYERFS_FUSE_SESSION_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct MountOptions {
   // Where to write the counts of the requests served (JSON, see request_stats.h) when the mount
   // ends; empty: nowhere.
   std::string stats_path;
+  // Called once the mount is served by the process that will serve it (after a daemon forked):
+  // work that needs threads of its own starts there.
+  std::function<void()> on_serving;
 };
 
 // The descriptor N of a mountpoint written /dev/fd/N: a FUSE connection (an open /dev/fuse) that

@@ -8,6 +8,7 @@
 #ifndef LAYERFS_OCI_MANIFEST_H_
 #define LAYERFS_OCI_MANIFEST_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,9 @@ struct ImageSpec {
   std::string manifest_media_type;
   std::vector<LayerSpec> layers;  // bottom to top
   std::unique_ptr<ImageSource> source;
+  // Fetches in the background what is not local yet (the layers read lazily from a registry),
+  // demand reads first; empty when there is nothing to fetch.
+  std::function<void()> start_background;
 };
 
 struct LoadOptions {

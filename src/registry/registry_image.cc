@@ -288,6 +288,7 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
   // Layers with a published index are read lazily; the others are fetched whole now.
   std::map<std::string, PublishedLayer> published = FindPublishedIndexes(*client, spec, cache_dir);
   std::vector<Digest> whole;
+  std::vector<std::shared_ptr<RemoteBlob>> lazy;
   for (LayerSpec& layer : spec.layers) {
     const Digest& d = *layer.blob_digest;
     auto it = published.find(d.hex());
@@ -302,8 +303,14 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
       whole.push_back(d);
       continue;
     }
+    lazy.push_back(*remote);
     layer.remote = std::move(remote).value();
     layer.published_index = it->second.index_path;
+  }
+  if (!lazy.empty()) {
+    spec.start_background = [lazy] {
+      for (const auto& blob : lazy) blob->StartBackground();
+    };
   }
   registry_source->FetchLayers(whole);
   for (LayerSpec& layer : spec.layers) {

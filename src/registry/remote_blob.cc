@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "base/file_util.h"
@@ -63,7 +64,42 @@ Result<std::shared_ptr<RemoteBlob>> RemoteBlob::Open(std::shared_ptr<RegistryCli
   return b;
 }
 
-RemoteBlob::~RemoteBlob() = default;
+RemoteBlob::~RemoteBlob() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  fetched_.notify_all();
+  if (background_.joinable()) background_.join();
+}
+
+void RemoteBlob::StartBackground() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (background_.joinable() || missing_ == 0 || failed_) return;
+  background_ = std::thread([this] { BackgroundLoop(); });
+}
+
+void RemoteBlob::BackgroundLoop() {
+  int failures = 0;
+  for (size_t k = 0;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // Demand reads first; a failure waits longer each time (the registry may be away).
+      const auto pause = std::chrono::milliseconds(failures == 0 ? 0 : 500 << std::min(failures, 6));
+      fetched_.wait_for(lock, pause, [&] { return stopping_; });
+      fetched_.wait(lock, [&] { return stopping_ || demand_ == 0; });
+      if (stopping_ || missing_ == 0 || failed_) return;
+      while (k < present_.size() && present_[k]) ++k;
+      if (k == present_.size()) {
+        k = 0;  // the chunks that failed before
+        continue;
+      }
+    }
+    Status s = EnsureChunk(k, false);
+    failures = s.ok() ? 0 : failures + 1;
+    if (s.ok()) ++k;
+  }
+}
 
 size_t RemoteBlob::chunks_present() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -78,14 +114,18 @@ Status RemoteBlob::ReadAt(uint64_t offset, char* buf, size_t size) const {
   if (size == 0) return Status::Ok();
   const size_t first = static_cast<size_t>(offset / chunk_size_);
   const size_t last = static_cast<size_t>((offset + size - 1) / chunk_size_);
-  for (size_t k = first; k <= last; ++k) LAYERFS_RETURN_IF_ERROR(EnsureChunk(k));
+  for (size_t k = first; k <= last; ++k) LAYERFS_RETURN_IF_ERROR(EnsureChunk(k, true));
   return PreadFully(data_.get(), buf, size, offset, name_);
 }
 
-Status RemoteBlob::EnsureChunk(size_t k) const {
+Status RemoteBlob::EnsureChunk(size_t k, bool demand) const {
   std::unique_lock<std::mutex> lock(mu_);
+  demand_ += demand;
   for (;;) {
-    if (present_[k]) return Status::Ok();
+    if (present_[k]) {
+      demand_ -= demand;
+      return Status::Ok();
+    }
     if (fetching_.count(k) == 0) break;
     fetched_.wait(lock);  // another reader fetches it
   }
@@ -94,6 +134,7 @@ Status RemoteBlob::EnsureChunk(size_t k) const {
   Status s = FetchChunk(k);
   lock.lock();
   fetching_.erase(k);
+  demand_ -= demand;
   if (s.ok() && !present_[k]) {
     present_[k] = 1;
     --missing_;

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -41,13 +42,18 @@ class RemoteBlob final : public ByteSource {
   Status ReadAt(uint64_t offset, char* buf, size_t size) const override;
   bool Intact() const override { return !failed_.load(); }
 
+  // Fetches every chunk not here yet, in order, on a thread of its own, leaving the registry to
+  // demand reads while there are any; a chunk that fails is tried again later.
+  void StartBackground();
+
   // Chunks here / all chunks (for tests and inspect).
   size_t chunks_present() const;
   size_t chunk_count() const { return present_.size(); }
 
  private:
   RemoteBlob() = default;
-  Status EnsureChunk(size_t k) const;
+  Status EnsureChunk(size_t k, bool demand) const;
+  void BackgroundLoop();
   Status FetchChunk(size_t k) const;
   void MaybeComplete() const;
 
@@ -67,6 +73,9 @@ class RemoteBlob final : public ByteSource {
   mutable size_t missing_ = 0;
   mutable std::atomic<bool> failed_{false};
   mutable bool completed_ = false;
+  mutable size_t demand_ = 0;  // demand reads fetching now
+  bool stopping_ = false;      // under mu_
+  std::thread background_;
 };
 
 }  // namespace layerfs

@@ -344,7 +344,7 @@ def pushed_with_index(reg, image, repo, cache):
 def test_lazy_mount_fetches_only_what_is_read(registry, image, mounter, tmp_path):
     name, layers = pushed_with_index(registry, image, "lazy:1", str(tmp_path / "publisher"))
     before = len(registry.requests())
-    m = mounter.mount(name, options=("--tls-verify=false",))
+    m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
     # Ready with the manifest, config and indexes: no byte of any layer blob.
     assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
     r = layerfs("inspect", "--json", name, "--cache", m.cache, "--tls-verify=false")
@@ -361,9 +361,24 @@ def test_lazy_mount_fetches_only_what_is_read(registry, image, mounter, tmp_path
     # A second mount of the same cache fetches again only what the first did not.
     assert not mounter.unmount(m)
     before = len(registry.requests())
-    m2 = mounter.mount(name, cache=m.cache, options=("--tls-verify=false",))
+    m2 = mounter.mount(name, cache=m.cache, options=("--tls-verify=false", "--prefetch=none"))
     assert_same_tree(m2.path, image.rootfs, image.implied)
     assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
+
+
+def test_lazy_mount_fetches_the_rest_in_the_background(registry, image, mounter, tmp_path):
+    name, layers = pushed_with_index(registry, image, "lazy-bg:1", str(tmp_path / "publisher"))
+    m = mounter.mount(name, options=("--tls-verify=false",))  # --prefetch=all, the default
+    blobs = os.path.join(m.cache, "blobs/sha256")
+    # Every layer ends up whole in the cache, checked against its digest, without a read.
+    assert wait_for(lambda: all(os.path.exists(os.path.join(blobs, l.split(":")[1]))
+                                for l in layers), 30.0), sorted(os.listdir(blobs))
+    assert not [f for f in os.listdir(blobs) if f.endswith((".partial", ".present"))]
+    for l in layers:
+        with open(os.path.join(blobs, l.split(":")[1]), "rb") as f:
+            assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == l
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    m.assert_healthy()
 
 
 def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
@@ -377,7 +392,7 @@ def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
             byte = f.read(1)
             f.seek(10)
             f.write(bytes([byte[0] ^ 0xFF]))
-        m = mounter.mount(name, options=("--tls-verify=false",))
+        m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
         with pytest.raises(OSError) as e:
             with open(m.join("big/random.bin"), "rb") as f:
                 f.read()
@@ -389,7 +404,8 @@ def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
         with open(data, "r+b") as f:  # repaired; then the registry goes away mid-mount
             f.seek(10)
             f.write(byte)
-        m = mounter.mount(name, cache=str(tmp_path / "cache2"), options=("--tls-verify=false",))
+        m = mounter.mount(name, cache=str(tmp_path / "cache2"),
+                          options=("--tls-verify=false", "--prefetch=none"))
         with open(m.join("big/random.bin"), "rb") as f:
             first = f.read(4096)
         reg.stop()
@@ -427,7 +443,7 @@ def test_corpus_lazy_python_start_fetches_a_fraction(corpus, tmp_path, mounter):
             layers = [(l["digest"], l["size"]) for l in json.load(f)["layers"]]
         total = sum(size for _, size in layers)
         before = len(reg.requests())
-        m = mounter.mount(name, options=("--tls-verify=false",))
+        m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
         subprocess.run(["chroot", m.path, "python3", "-c", "import json"], check=True,
                        timeout=120)
         sent = layer_blob_bytes(reg, reg.requests()[before:], [d for d, _ in layers])
