@@ -3,6 +3,7 @@
 `skopeo copy`. Every request it serves is in its access log, which `requests()` reads."""
 import base64
 import hashlib
+import http.client
 import http.server
 import json
 import os
@@ -269,6 +270,80 @@ class TokenServer:
         return ["auth:", "  token:", "    realm: " + self.realm,
                 "    service: " + self.SERVICE, "    issuer: " + self.ISSUER,
                 "    rootcertbundle: " + self.cert]
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of a registry that answers some requests itself first: `faults`
+    maps a substring of the path to the statuses to answer its first requests with (503, 429,
+    …); `corrupt` is a substring of the paths whose answers get one byte changed (a registry that
+    lies). Everything else is passed to the registry as it is. `seen` lists (method, path,
+    status) of every request."""
+
+    def __init__(self, target, faults=None, corrupt=None):
+        self.target = target
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.corrupt = corrupt
+        self.seen = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def handle_any(self):
+                with proxy.lock:
+                    for key, statuses in proxy.faults.items():
+                        if key in self.path and statuses:
+                            status = statuses.pop(0)
+                            proxy.seen.append((self.command, self.path, status))
+                            break
+                    else:
+                        status = None
+                if status is not None:
+                    self.answer(status, [("Retry-After", "0")], b"")
+                    return
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(proxy.target, timeout=30)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                conn.close()
+                if proxy.corrupt and proxy.corrupt in self.path and data:
+                    data = bytes([data[0] ^ 0x01]) + data[1:]
+                with proxy.lock:
+                    proxy.seen.append((self.command, self.path, r.status))
+                self.answer(r.status, r.getheaders(), data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = handle_any
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.port
 
     def stop(self):
         self.httpd.shutdown()

@@ -12,7 +12,7 @@ import pytest
 
 import make_image
 from conftest import assert_same_tree, daemon_pids, is_mounted, layerfs_binary, wait_for
-from registry import PASSWORD, USER, Registry, TokenServer, blob_gets
+from registry import PASSWORD, USER, FaultProxy, Registry, TokenServer, blob_gets
 
 PUSHED = {  # repository: what skopeo pushes, as a transport name
     "gzip": lambda img: "oci:%s:%s" % (img.form("oci"), make_image.REF_NAME),
@@ -476,3 +476,36 @@ def test_background_daemon_exits_after_unmount(registry, image, tmp_path, lazy):
     assert r.returncode == 0, r.stderr
     assert wait_for(lambda: not os.path.exists("/proc/%d" % pids[0]), 10.0), \
         "the daemon still runs after the unmount"
+
+
+def test_busy_and_lying_registries(registry, image, mounter, tmp_path):
+    # 503 and 429 answers are retried; the mount succeeds.
+    proxy = FaultProxy(registry.host, faults={"/manifests/1": [503, 429], "/blobs/": [500]})
+    try:
+        m = mounter.mount("docker://%s/gzip:1" % proxy.host, options=("--tls-verify=false",))
+        assert_same_tree(m.path, image.rootfs, image.implied)
+        faulted = [s for s in proxy.seen if s[2] in (429, 500, 503)]
+        assert len(faulted) == 3, proxy.seen
+        assert not mounter.unmount(m)
+    finally:
+        proxy.stop()
+    # A registry that keeps failing: one line, after the bounded retries.
+    proxy = FaultProxy(registry.host, faults={"/manifests/": [503] * 10})
+    try:
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        r = layerfs("mount", "docker://%s/gzip:1" % proxy.host, str(mnt), "--cache",
+                    str(tmp_path / "c1"), "--tls-verify=false")
+        assert_one_error(r, "manifest 1", "HTTP 503")
+        assert len([s for s in proxy.seen if s[2] == 503]) == 4, proxy.seen  # 1 + 3 retries
+    finally:
+        proxy.stop()
+    # A manifest changed on the way: it no longer matches the digest the registry states.
+    proxy = FaultProxy(registry.host, corrupt="/manifests/1")
+    try:
+        r = layerfs("mount", "docker://%s/gzip:1" % proxy.host, str(mnt), "--cache",
+                    str(tmp_path / "c2"), "--tls-verify=false")
+        assert_one_error(r, "does not match the digest the registry states")
+        assert not is_mounted(str(mnt))
+    finally:
+        proxy.stop()
