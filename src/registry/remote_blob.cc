@@ -13,6 +13,21 @@
 #include "blob/sha256.h"
 
 namespace layerfs {
+namespace {
+
+// When a read last waited for a chunk, of any blob of this process (a daemon serves one mount):
+// the background fetches wait until reads have waited for none for kQuiet, so that they do not
+// take the link from a start-up that reads.
+std::atomic<int64_t> last_demand_ns{0};
+constexpr std::chrono::milliseconds kQuiet{1000};
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
 
 Result<std::shared_ptr<RemoteBlob>> RemoteBlob::Open(std::shared_ptr<RegistryClient> client,
                                                      const std::string& cache_dir,
@@ -87,7 +102,11 @@ void RemoteBlob::BackgroundLoop() {
       // Demand reads first; a failure waits longer each time (the registry may be away).
       const auto pause = std::chrono::milliseconds(failures == 0 ? 0 : 500 << std::min(failures, 6));
       fetched_.wait_for(lock, pause, [&] { return stopping_; });
-      fetched_.wait(lock, [&] { return stopping_ || demand_ == 0; });
+      for (;;) {
+        const auto since = std::chrono::nanoseconds(Now() - last_demand_ns.load());
+        if (stopping_ || (demand_ == 0 && since >= kQuiet)) break;
+        fetched_.wait_for(lock, std::chrono::milliseconds(100));
+      }
       if (stopping_ || missing_ == 0 || failed_) return;
       while (k < present_.size() && present_[k]) ++k;
       if (k == present_.size()) {
@@ -131,7 +150,9 @@ Status RemoteBlob::EnsureChunk(size_t k, bool demand) const {
   }
   fetching_.insert(k);
   lock.unlock();
+  if (demand) last_demand_ns = Now();
   Status s = FetchChunk(k);
+  if (demand) last_demand_ns = Now();
   lock.lock();
   fetching_.erase(k);
   demand_ -= demand;

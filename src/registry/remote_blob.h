@@ -42,8 +42,9 @@ class RemoteBlob final : public ByteSource {
   Status ReadAt(uint64_t offset, char* buf, size_t size) const override;
   bool Intact() const override { return !failed_.load(); }
 
-  // Fetches every chunk not here yet, in order, on a thread of its own, leaving the registry to
-  // demand reads while there are any; a chunk that fails is tried again later.
+  // Fetches every chunk not here yet, in order, on a thread of its own, leaving the link to
+  // demand reads: it waits until no read of the process has waited for a chunk for a second.
+  // A chunk that fails is tried again later.
   void StartBackground();
 
   // Chunks here / all chunks (for tests and inspect).
