@@ -352,6 +352,16 @@ def image(tmp_path_factory):
     return Image(root, rootfs, make_image.IMPLIED_DIRS)
 
 
+def cache_file_sizes(cache):
+    """{relative path: size} of every file in a cache directory."""
+    out = {}
+    for root, _, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, cache)] = os.lstat(path).st_size
+    return out
+
+
 def assert_same_tree(actual, expected, skip_mtime=()):
     diffs = compare_trees(actual, expected, skip_mtime)
     assert not diffs, summary(diffs)

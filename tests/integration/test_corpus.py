@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import Mounter, assert_same_tree, layerfs_binary
+from conftest import Mounter, assert_same_tree, cache_file_sizes, layerfs_binary
 
 pytestmark = pytest.mark.corpus
 
@@ -65,15 +65,6 @@ def test_python_runs_in_a_chroot(mnt):
     mnt.assert_healthy()
 
 
-def _cache_files(cache):
-    out = {}
-    for root, _, files in os.walk(cache):
-        for name in files:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, cache)] = os.lstat(path).st_size
-    return out
-
-
 def _inspect(cache, image):
     r = subprocess.run([layerfs_binary(), "inspect", "--json", "--cache", cache, image],
                        capture_output=True, text=True, check=True)
@@ -86,7 +77,7 @@ def _mount_in_place(corpus, mounter, image):
     m = mounter.mount(image)
     assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
     m.assert_healthy()
-    files = _cache_files(m.cache)
+    files = cache_file_sizes(m.cache)
     assert not [f for f in files if f.startswith("blobs/")], sorted(files)
     return files, _inspect(m.cache, image)
 

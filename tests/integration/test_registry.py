@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 import make_image
-from conftest import assert_same_tree, daemon_pids, is_mounted, layerfs_binary, wait_for
+from conftest import (assert_same_tree, cache_file_sizes, daemon_pids, is_mounted, layerfs_binary,
+                      wait_for)
 from registry import PASSWORD, USER, FaultProxy, Registry, TokenServer, blob_gets
 
 PUSHED = {  # repository: what skopeo pushes, as a transport name
@@ -20,6 +21,20 @@ PUSHED = {  # repository: what skopeo pushes, as a transport name
     "zstd": lambda img: "oci:%s:%s" % (img.form("oci-zstd"), make_image.REF_NAME),
     "docker": lambda img: "docker-archive:" + img.form("docker-archive"),
 }
+
+
+@pytest.fixture
+def new_registry(tmp_path):
+    """Starts registries of the test's own (Registry's options), stopped when it ends."""
+    started = []
+
+    def start(**options):
+        r = Registry(tmp_path / ("registry-%d" % len(started)), **options).start()
+        started.append(r)
+        return r
+    yield start
+    for r in started:
+        r.stop()
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +50,6 @@ def registry(tmp_path_factory, image):
 def layerfs(*args, env=None):
     return subprocess.run([layerfs_binary(), *args], capture_output=True, text=True, timeout=120,
                           env=env)
-
-
-def cache_files(cache):
-    out = {}
-    for root, _, files in os.walk(cache):
-        for name in files:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, cache)] = os.stat(path).st_size
-    return out
 
 
 def assert_one_error(r, *expected):
@@ -64,7 +70,7 @@ def test_mount_from_registry_matches_reference(registry, image, mounter, repo):
     m = mounter.mount(name, options=("--tls-verify=false",))
     assert_same_tree(m.path, image.rootfs, image.implied)
     m.assert_healthy()
-    files = cache_files(m.cache)
+    files = cache_file_sizes(m.cache)
     fetched = sorted(f for f in files if f.startswith("blobs/sha256/") and "." not in f)
     assert len(fetched) == 5, sorted(files)  # the five layer blobs, as stored in the registry
     assert not [f for f in files if f.endswith(".tar") and repo != "zstd"], sorted(files)
@@ -83,13 +89,13 @@ def test_second_mount_fetches_no_blob(registry, image, mounter):
     name = registry.name("gzip:1")
     first = mounter.mount(name, options=("--tls-verify=false",))
     assert not mounter.unmount(first)
-    files = cache_files(first.cache)
+    files = cache_file_sizes(first.cache)
     before = len(registry.requests())
     m = mounter.mount(name, cache=first.cache, options=("--tls-verify=false",))
     assert_same_tree(m.path, image.rootfs, image.implied)
     gets = blob_gets(registry.requests()[before:])
     assert len(gets) == 1, gets  # the config alone
-    blobs = {f: s for f, s in cache_files(m.cache).items() if f.startswith(("blobs/", "index/"))}
+    blobs = {f: s for f, s in cache_file_sizes(m.cache).items() if f.startswith(("blobs/", "index/"))}
     assert blobs == {f: s for f, s in files.items() if f.startswith(("blobs/", "index/"))}
 
 
@@ -124,131 +130,119 @@ def test_registry_errors_are_one_line_and_mount_nothing(registry, tmp_path):
         assert not is_mounted(str(mnt))
 
 
-def test_changed_blob_in_registry_is_refused(tmp_path, image):
-    reg = Registry(tmp_path / "registry").start()
-    try:
-        name = reg.push(PUSHED["gzip"](image), "gzip:1")
-        with open(os.path.join(image.form("oci"), "index.json")) as f:
-            manifest_digest = json.load(f)["manifests"][0]["digest"]
-        with open(os.path.join(image.form("oci"), "blobs/sha256",
-                               manifest_digest.split(":")[1])) as f:
-            layer = json.load(f)["layers"][2]["digest"]
-        data = reg.blob_file(layer)
-        with open(data, "r+b") as f:
-            f.seek(100)
-            byte = f.read(1)
-            f.seek(100)
-            f.write(bytes([byte[0] ^ 0xFF]))
-        cache = str(tmp_path / "cache")
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        r = layerfs("mount", name, str(mnt), "--cache", cache, "--tls-verify=false")
-        assert_one_error(r, layer, "has digest")
-        assert not is_mounted(str(mnt))
-        assert not os.path.exists(os.path.join(cache, "blobs/sha256", layer.split(":")[1]))
-    finally:
-        reg.stop()
+def test_changed_blob_in_registry_is_refused(tmp_path, image, new_registry):
+    reg = new_registry()
+    name = reg.push(PUSHED["gzip"](image), "gzip:1")
+    with open(os.path.join(image.form("oci"), "index.json")) as f:
+        manifest_digest = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(image.form("oci"), "blobs/sha256",
+                           manifest_digest.split(":")[1])) as f:
+        layer = json.load(f)["layers"][2]["digest"]
+    data = reg.blob_file(layer)
+    with open(data, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    cache = str(tmp_path / "cache")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = layerfs("mount", name, str(mnt), "--cache", cache, "--tls-verify=false")
+    assert_one_error(r, layer, "has digest")
+    assert not is_mounted(str(mnt))
+    assert not os.path.exists(os.path.join(cache, "blobs/sha256", layer.split(":")[1]))
 
 
-def test_basic_auth(tmp_path, image, mounter):
-    reg = Registry(tmp_path / "registry", htpasswd=True).start()
-    try:
-        name = reg.push(PUSHED["gzip"](image), "gzip:1")
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        home = tmp_path / "home"
-        home.mkdir()
-        env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(tmp_path / "run"))
-        env.pop("REGISTRY_AUTH_FILE", None)
-        cache = str(tmp_path / "cache")
-        common = ["--cache", cache, "--tls-verify=false"]
-        r = layerfs("mount", name, str(mnt), *common, env=env)
-        assert_one_error(r, name.rsplit(":", 1)[0], "needs credentials", "--creds")
-        r = layerfs("mount", name, str(mnt), *common, "--creds", USER + ":wrong", env=env)
-        assert_one_error(r, "refused the credentials from --creds", "401")
-        assert not is_mounted(str(mnt))
+def test_basic_auth(tmp_path, image, mounter, new_registry):
+    reg = new_registry(htpasswd=True)
+    name = reg.push(PUSHED["gzip"](image), "gzip:1")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    env.pop("REGISTRY_AUTH_FILE", None)
+    cache = str(tmp_path / "cache")
+    common = ["--cache", cache, "--tls-verify=false"]
+    r = layerfs("mount", name, str(mnt), *common, env=env)
+    assert_one_error(r, name.rsplit(":", 1)[0], "needs credentials", "--creds")
+    r = layerfs("mount", name, str(mnt), *common, "--creds", USER + ":wrong", env=env)
+    assert_one_error(r, "refused the credentials from --creds", "401")
+    assert not is_mounted(str(mnt))
 
-        m = mounter.mount(name, options=("--tls-verify=false", "--creds",
-                                          "%s:%s" % (USER, PASSWORD)))
-        assert_same_tree(m.path, image.rootfs, image.implied)
-        assert not mounter.unmount(m)
+    m = mounter.mount(name, options=("--tls-verify=false", "--creds",
+                                      "%s:%s" % (USER, PASSWORD)))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    assert not mounter.unmount(m)
 
-        auth = {"auths": {reg.host: {"auth": base64.b64encode(
-            ("%s:%s" % (USER, PASSWORD)).encode()).decode()}}}
-        authfile = tmp_path / "auth.json"
-        authfile.write_text(json.dumps(auth))
-        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", "--authfile",
-                    str(authfile), env=env)
-        assert r.returncode == 0, r.stderr
-        # podman's default auth file, found without an option
-        (home / ".config/containers").mkdir(parents=True)
-        (home / ".config/containers/auth.json").write_text(json.dumps(auth))
-        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
-        assert r.returncode == 0, r.stderr
-        os.unlink(home / ".config/containers/auth.json")
-        # docker's, and the password from it is never shown
-        bad = {"auths": {reg.host: {"auth": base64.b64encode(b"tester:" + b"x" * 8).decode()}}}
-        (home / ".docker").mkdir()
-        (home / ".docker/config.json").write_text(json.dumps(bad))
-        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
-        assert_one_error(r, "refused the credentials from " + str(home / ".docker/config.json"))
-        assert "xxxxxxxx" not in r.stderr
-    finally:
-        reg.stop()
+    auth = {"auths": {reg.host: {"auth": base64.b64encode(
+        ("%s:%s" % (USER, PASSWORD)).encode()).decode()}}}
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps(auth))
+    r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", "--authfile",
+                str(authfile), env=env)
+    assert r.returncode == 0, r.stderr
+    # podman's default auth file, found without an option
+    (home / ".config/containers").mkdir(parents=True)
+    (home / ".config/containers/auth.json").write_text(json.dumps(auth))
+    r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
+    assert r.returncode == 0, r.stderr
+    os.unlink(home / ".config/containers/auth.json")
+    # docker's, and the password from it is never shown
+    bad = {"auths": {reg.host: {"auth": base64.b64encode(b"tester:" + b"x" * 8).decode()}}}
+    (home / ".docker").mkdir()
+    (home / ".docker/config.json").write_text(json.dumps(bad))
+    r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false", env=env)
+    assert_one_error(r, "refused the credentials from " + str(home / ".docker/config.json"))
+    assert "xxxxxxxx" not in r.stderr
 
 
-def test_tls_with_a_private_ca(tmp_path, image, mounter):
-    reg = Registry(tmp_path / "registry", tls=True).start()
-    try:
-        name = reg.push(PUSHED["gzip"](image), "gzip:1")
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        cache = str(tmp_path / "cache")
-        r = layerfs("mount", name, str(mnt), "--cache", cache)
-        assert_one_error(r, "cannot reach the registry", "--cert-dir")
-        assert not is_mounted(str(mnt))
-        m = mounter.mount(name, options=("--cert-dir", reg.cert_dir))
-        assert_same_tree(m.path, image.rootfs, image.implied)
-        assert not mounter.unmount(m)
-        r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false")
-        assert r.returncode == 0, r.stderr
-    finally:
-        reg.stop()
+def test_tls_with_a_private_ca(tmp_path, image, mounter, new_registry):
+    reg = new_registry(tls=True)
+    name = reg.push(PUSHED["gzip"](image), "gzip:1")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cache = str(tmp_path / "cache")
+    r = layerfs("mount", name, str(mnt), "--cache", cache)
+    assert_one_error(r, "cannot reach the registry", "--cert-dir")
+    assert not is_mounted(str(mnt))
+    m = mounter.mount(name, options=("--cert-dir", reg.cert_dir))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    assert not mounter.unmount(m)
+    r = layerfs("inspect", name, "--cache", cache, "--tls-verify=false")
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("expired_first", [False, True])
-def test_token_auth(tmp_path, image, mounter, expired_first):
+def test_token_auth(tmp_path, image, mounter, expired_first, new_registry, request):
     token = TokenServer(tmp_path / "token")
-    reg = Registry(tmp_path / "registry", token=token).start()
-    try:
-        name = reg.push(PUSHED["gzip"](image), "gzip:1")
-        issued = len(token.issued)
-        token.expire_next = expired_first
-        mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        creds = "%s:%s" % (USER, PASSWORD)
-        m = mounter.mount(name, options=("--tls-verify=false", "--creds", creds))
-        assert_same_tree(m.path, image.rootfs, image.implied)
-        assert not mounter.unmount(m)
-        mine = token.issued[issued:]
-        # One token for the whole mount (an expired one is replaced once, when it is refused).
-        assert len(mine) == (2 if expired_first else 1), mine
-        assert all(user == USER and scope == "repository:gzip:pull" for user, scope in mine), mine
-        # Anonymous: the token service grants nothing, so the registry refuses the manifest.
-        r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
-                    env=dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)))
-        assert_one_error(r, "needs credentials")
-        r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
-                    "--creds", USER + ":wrong")
-        assert_one_error(r, "token service refused the credentials from --creds")
-        # Publishing needs a token with push: asked for when the registry refuses the pull one.
-        r = layerfs("index", "push", name, "--cache", m.cache, "--tls-verify=false", "--creds",
-                    creds)
-        assert r.returncode == 0, r.stderr
-        assert any("push" in scope for _, scope in token.issued), token.issued
-    finally:
-        reg.stop()
-        token.stop()
+    request.addfinalizer(token.stop)
+    reg = new_registry(token=token)
+    name = reg.push(PUSHED["gzip"](image), "gzip:1")
+    issued = len(token.issued)
+    token.expire_next = expired_first
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    creds = "%s:%s" % (USER, PASSWORD)
+    m = mounter.mount(name, options=("--tls-verify=false", "--creds", creds))
+    assert_same_tree(m.path, image.rootfs, image.implied)
+    assert not mounter.unmount(m)
+    mine = token.issued[issued:]
+    # One token for the whole mount (an expired one is replaced once, when it is refused).
+    assert len(mine) == (2 if expired_first else 1), mine
+    assert all(user == USER and scope == "repository:gzip:pull" for user, scope in mine), mine
+    # Anonymous: the token service grants nothing, so the registry refuses the manifest.
+    r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
+                env=dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)))
+    assert_one_error(r, "needs credentials")
+    r = layerfs("inspect", name, "--cache", str(tmp_path / "c2"), "--tls-verify=false",
+                "--creds", USER + ":wrong")
+    assert_one_error(r, "token service refused the credentials from --creds")
+    # Publishing needs a token with push: asked for when the registry refuses the pull one.
+    r = layerfs("index", "push", name, "--cache", m.cache, "--tls-verify=false", "--creds",
+                creds)
+    assert r.returncode == 0, r.stderr
+    assert any("push" in scope for _, scope in token.issued), token.issued
 
 
 def test_commands_take_a_registry_image(registry, image, mounter, tmp_path):
@@ -382,76 +376,70 @@ def test_lazy_mount_fetches_the_rest_in_the_background(registry, image, mounter,
 
 
 def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
-        tmp_path, image, mounter):
-    reg = Registry(tmp_path / "registry").start()
-    try:
-        name, layers = pushed_with_index(reg, image, "lazy:1", str(tmp_path / "publisher"))
-        data = reg.blob_file(layers[0])
-        with open(data, "r+b") as f:  # a byte of the bottom layer's first chunk
-            f.seek(10)
-            byte = f.read(1)
-            f.seek(10)
-            f.write(bytes([byte[0] ^ 0xFF]))
-        m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
-        with pytest.raises(OSError) as e:
-            with open(m.join("big/random.bin"), "rb") as f:
-                f.read()
-        assert e.value.errno == 5  # EIO
-        assert "does not match its published digest" in m.log()
-        assert os.listdir(m.path)  # the daemon still serves
-        assert not mounter.unmount(m)
+        tmp_path, image, mounter, new_registry):
+    reg = new_registry()
+    name, layers = pushed_with_index(reg, image, "lazy:1", str(tmp_path / "publisher"))
+    data = reg.blob_file(layers[0])
+    with open(data, "r+b") as f:  # a byte of the bottom layer's first chunk
+        f.seek(10)
+        byte = f.read(1)
+        f.seek(10)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
+    with pytest.raises(OSError) as e:
+        with open(m.join("big/random.bin"), "rb") as f:
+            f.read()
+    assert e.value.errno == 5  # EIO
+    assert "does not match its published digest" in m.log()
+    assert os.listdir(m.path)  # the daemon still serves
+    assert not mounter.unmount(m)
 
-        with open(data, "r+b") as f:  # repaired; then the registry goes away mid-mount
-            f.seek(10)
-            f.write(byte)
-        m = mounter.mount(name, cache=str(tmp_path / "cache2"),
-                          options=("--tls-verify=false", "--prefetch=none"))
-        with open(m.join("big/random.bin"), "rb") as f:
-            first = f.read(4096)
-        reg.stop()
-        with open(m.join("big/random.bin"), "rb") as f:
-            assert f.read(4096) == first  # fetched before: still served
-        # A file of layer 4, none of which was read: EIO once the retries are spent.
-        with pytest.raises(OSError) as e:
-            with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
-                f.read()
-        assert e.value.errno == 5
-        assert "cannot" in m.log() or "Couldn't connect" in m.log() or "Failed to connect" in m.log()
-        assert os.listdir(m.join("etc"))  # lookups do not wait for the registry
-        reg.start()  # back: reads work again
+    with open(data, "r+b") as f:  # repaired; then the registry goes away mid-mount
+        f.seek(10)
+        f.write(byte)
+    m = mounter.mount(name, cache=str(tmp_path / "cache2"),
+                      options=("--tls-verify=false", "--prefetch=none"))
+    with open(m.join("big/random.bin"), "rb") as f:
+        first = f.read(4096)
+    reg.stop()
+    with open(m.join("big/random.bin"), "rb") as f:
+        assert f.read(4096) == first  # fetched before: still served
+    # A file of layer 4, none of which was read: EIO once the retries are spent.
+    with pytest.raises(OSError) as e:
         with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
-            assert f.read() == b"parents implied\n"
-        assert_same_tree(m.path, image.rootfs, image.implied)
-    finally:
-        reg.stop()
+            f.read()
+    assert e.value.errno == 5
+    assert "cannot" in m.log() or "Couldn't connect" in m.log() or "Failed to connect" in m.log()
+    assert os.listdir(m.join("etc"))  # lookups do not wait for the registry
+    reg.start()  # back: reads work again
+    with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
+        assert f.read() == b"parents implied\n"
+    assert_same_tree(m.path, image.rootfs, image.implied)
 
 
 @pytest.mark.corpus
-def test_corpus_lazy_python_start_fetches_a_fraction(corpus, tmp_path, mounter):
+def test_corpus_lazy_python_start_fetches_a_fraction(corpus, tmp_path, mounter, new_registry):
     """The real image pushed, its indexes published: Python starts in a chroot of a lazy mount
     after fetching a small part of the layer blobs, and the whole tree equals umoci's."""
-    reg = Registry(tmp_path / "registry").start()
-    try:
-        with open(os.path.join(corpus, "oci", "index.json")) as f:
-            entry = json.load(f)["manifests"][0]
-        ref = entry["annotations"]["org.opencontainers.image.ref.name"]
-        name = reg.push("oci:%s:%s" % (os.path.join(corpus, "oci"), ref), "corpus:1")
-        r = layerfs("index", "push", name, "--cache", str(tmp_path / "publisher"),
-                    "--tls-verify=false")
-        assert r.returncode == 0, r.stderr
-        with open(os.path.join(corpus, "oci", "blobs/sha256", entry["digest"].split(":")[1])) as f:
-            layers = [(l["digest"], l["size"]) for l in json.load(f)["layers"]]
-        total = sum(size for _, size in layers)
-        before = len(reg.requests())
-        m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
-        subprocess.run(["chroot", m.path, "python3", "-c", "import json"], check=True,
-                       timeout=120)
-        sent = layer_blob_bytes(reg, reg.requests()[before:], [d for d, _ in layers])
-        assert sent <= 0.15 * total, (sent, total)
-        assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
-        m.assert_healthy()
-    finally:
-        reg.stop()
+    reg = new_registry()
+    with open(os.path.join(corpus, "oci", "index.json")) as f:
+        entry = json.load(f)["manifests"][0]
+    ref = entry["annotations"]["org.opencontainers.image.ref.name"]
+    name = reg.push("oci:%s:%s" % (os.path.join(corpus, "oci"), ref), "corpus:1")
+    r = layerfs("index", "push", name, "--cache", str(tmp_path / "publisher"),
+                "--tls-verify=false")
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(corpus, "oci", "blobs/sha256", entry["digest"].split(":")[1])) as f:
+        layers = [(l["digest"], l["size"]) for l in json.load(f)["layers"]]
+    total = sum(size for _, size in layers)
+    before = len(reg.requests())
+    m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
+    subprocess.run(["chroot", m.path, "python3", "-c", "import json"], check=True,
+                   timeout=120)
+    sent = layer_blob_bytes(reg, reg.requests()[before:], [d for d, _ in layers])
+    assert sent <= 0.15 * total, (sent, total)
+    assert_same_tree(m.path, os.path.join(corpus, "rootfs"))
+    m.assert_healthy()
 
 
 @pytest.mark.parametrize("lazy", [False, True])
