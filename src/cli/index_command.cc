@@ -28,8 +28,8 @@ int RunIndexPush(const IndexArgs& args) {
   if (!args.chunk_size.empty()) {
     auto n = ParseSize(args.chunk_size);
     if (!n || *n < (64u << 10) || *n > (64u << 20)) {
-      return Fail(Status::Invalid("--chunk-size " + args.chunk_size +
-                                  ": expected a size from 64K to 64M"));
+      return Fail(
+          Status::Invalid("--chunk-size " + args.chunk_size + ": expected a size from 64K to 64M"));
     }
     chunk_size = *n;
   }
@@ -45,11 +45,10 @@ int RunIndexPush(const IndexArgs& args) {
   uint64_t bytes = 0;
   for (const ArtifactBlob& b : artifact->blobs) bytes += b.data.size();
   if (LogEnabled(LogLevel::kWarning)) {  // all but -q
-    fmt::print("{}: the indexes of {} of its {} layers ({} bytes) published as {}{}\n",
-               name->str(), artifact->layers, (*image)->layers.size(), bytes,
-               artifact->digest.str(),
-               tag->empty() ? " (the registry lists it as a referrer)"
-                            : ", listed under the tag " + *tag);
+    fmt::print(
+        "{}: the indexes of {} of its {} layers ({} bytes) published as {}{}\n", name->str(),
+        artifact->layers, (*image)->layers.size(), bytes, artifact->digest.str(),
+        tag->empty() ? " (the registry lists it as a referrer)" : ", listed under the tag " + *tag);
   }
   return 0;
 }

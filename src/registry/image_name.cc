@@ -152,8 +152,9 @@ Result<ImageName> ParseImageName(std::string_view text) {
     return name;
   }
   if (text.find("://") != std::string_view::npos) {
-    return Bad(text, "unknown transport (layerfs reads docker://, oci:, docker-archive:, "
-                     "oci-archive: and paths)");
+    return Bad(text,
+               "unknown transport (layerfs reads docker://, oci:, docker-archive:, "
+               "oci-archive: and paths)");
   }
   name.path = std::string(text);
   return name;

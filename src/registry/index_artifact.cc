@@ -54,8 +54,8 @@ Result<IndexArtifact> BuildIndexArtifact(const OpenedImage& image, uint64_t chun
     const Layer& layer = image.layers[i];
     const LayerSpec& ls = spec.layers[i];
     // A layer served from an uncompressed copy has no index of its blob to publish.
-    const bool in_place = layer.index.codec() != kIndexCodecNone ||
-                          ls.compression == Compression::kNone;
+    const bool in_place =
+        layer.index.codec() != kIndexCodecNone || ls.compression == Compression::kNone;
     if (!in_place || !ls.blob_digest) continue;
     std::map<std::string, std::string> notes = {{kLayerAnnotation, ls.blob_digest->str()}};
     a.blobs.push_back(Blob(kLayerIndexMediaType, std::string(layer.index.bytes()), notes));
@@ -90,9 +90,8 @@ Result<std::string> PublishIndexArtifact(RegistryClient& client, const ImageSpec
   for (const ArtifactBlob& b : artifact.blobs) {
     LAYERFS_RETURN_IF_ERROR(client.PushBlob(b.digest, b.data));
   }
-  LAYERFS_ASSIGN_OR_RETURN(bool indexed,
-                           client.PushManifest(artifact.digest.str(), artifact.manifest,
-                                               kManifestType));
+  LAYERFS_ASSIGN_OR_RETURN(
+      bool indexed, client.PushManifest(artifact.digest.str(), artifact.manifest, kManifestType));
   if (indexed) return std::string();
 
   // The tag schema: an index of the manifests that refer to the image, this one replacing an
@@ -124,8 +123,8 @@ constexpr size_t kMaxPublishedIndex = 1u << 30;
 
 // A published blob, from the cache if it was fetched before, else from the registry (checked
 // against its digest before it is kept).
-Result<std::string> PublishedBlob(RegistryClient& client, const json& desc,
-                                  const std::string& path, size_t max_size) {
+Result<std::string> PublishedBlob(RegistryClient& client, const json& desc, const std::string& path,
+                                  size_t max_size) {
   if (!desc.is_object() || !desc.contains("digest") || !desc["digest"].is_string()) {
     return Status::Invalid("a descriptor without a digest");
   }

@@ -40,7 +40,7 @@ struct IndexArtifact {
   std::string manifest;  // JSON
   Digest digest;         // of `manifest`
   std::vector<ArtifactBlob> blobs;
-  size_t layers = 0;     // layers with an index in it
+  size_t layers = 0;  // layers with an index in it
 };
 
 // The artifact for an opened image (its layers loaded, so their indexes exist).

@@ -69,8 +69,8 @@ Result<CertDir> ReadCertDir(const std::string& dir) {
   std::sort(names.begin(), names.end());
   CertDir out;
   auto ends = [](const std::string& n, std::string_view suffix) {
-    return n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(),
-                                                 suffix) == 0;
+    return n.size() > suffix.size() &&
+           n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   for (const std::string& n : names) {
     if (ends(n, ".crt")) out.cas.push_back(dir + "/" + n);
@@ -253,7 +253,8 @@ Status RegistryClient::Init() {
                                    "test registry: --tls-verify=false)"
                                  : "";
     }
-    return Status::Error(EHOSTUNREACH, display_ + ": cannot reach the registry: " + ping.body + hint);
+    return Status::Error(EHOSTUNREACH,
+                         display_ + ": cannot reach the registry: " + ping.body + hint);
   }
   if (ping.status == 401) {
     return Authenticate(ping.www_authenticate).WithContext(display_);
@@ -385,8 +386,8 @@ Status RegistryClient::Authenticate(const std::string& www_authenticate) {
   auto service = c->params.find("service");
   if (service != c->params.end()) url += "service=" + escape(service->second) + "&";
   auto scope = c->params.find("scope");
-  url += "scope=" + escape(scope != c->params.end() ? scope->second
-                                                   : "repository:" + repository_ + ":pull");
+  url += "scope=" +
+         escape(scope != c->params.end() ? scope->second : "repository:" + repository_ + ":pull");
   std::vector<std::string> headers;
   if (creds_) {
     headers.push_back("Authorization: Basic " +
@@ -431,8 +432,8 @@ Status RegistryClient::HttpError(const Response& r, const std::string& what) con
   if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty() &&
       j["errors"][0].is_object()) {
     const auto& e = j["errors"][0];
-    std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>()
-                                                                   : "";
+    std::string code =
+        e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
     std::string message =
         e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
     detail = Printable(message.empty() ? code : message);
@@ -441,12 +442,13 @@ Status RegistryClient::HttpError(const Response& r, const std::string& what) con
   std::string text = display_ + ": " + what + ": ";
   switch (r.status) {
     case 401:
-      return Status::Error(EACCES, text + (creds_ ? "the registry refused the credentials from " +
-                                                        creds_->from
-                                                  : std::string("the registry needs "
-                                                                "credentials (--creds, "
-                                                                "--authfile)")) +
-                                       " (" + status + ")");
+      return Status::Error(EACCES,
+                           text +
+                               (creds_ ? "the registry refused the credentials from " + creds_->from
+                                       : std::string("the registry needs "
+                                                     "credentials (--creds, "
+                                                     "--authfile)")) +
+                               " (" + status + ")");
     case 403:
       return Status::Error(EACCES, text + "access denied (" + status + ")");
     case 404:
@@ -485,8 +487,7 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
     }
     if (!challenge.empty()) (void)Reauthenticate(challenge, authorization);
     authorization = Authorization();
-    auto performed =
-        Perform(url, headers, call.sink, call.max_body, true, call.method, call.body);
+    auto performed = Perform(url, headers, call.sink, call.max_body, true, call.method, call.body);
     if (!performed.ok()) return performed.status().WithContext(display_ + ": " + what);
     Response r = std::move(performed).value();
     const bool transport = r.status == 0;
@@ -527,14 +528,16 @@ Result<FetchedManifest> RegistryClient::GetManifest(const std::string& reference
   m.digest = Sha256::Of(r.body.data(), r.body.size());
   auto asked = Digest::Parse(reference);
   if (asked.ok() && *asked != m.digest) {
-    return Status::Corrupt(display_ + "@" + reference + ": the registry sent a manifest of digest " +
-                           m.digest.str());
+    return Status::Corrupt(display_ + "@" + reference +
+                           ": the registry sent a manifest of digest " + m.digest.str());
   }
   if (!r.docker_digest.empty()) {
     auto stated = Digest::Parse(r.docker_digest);
     if (stated.ok() && *stated != m.digest) {
-      return Status::Corrupt(display_ + ":" + reference + ": the manifest does not match the digest "
-                             "the registry states for it (" + r.docker_digest + ")");
+      return Status::Corrupt(display_ + ":" + reference +
+                             ": the manifest does not match the digest "
+                             "the registry states for it (" +
+                             r.docker_digest + ")");
     }
   }
   m.media_type = r.content_type.substr(0, r.content_type.find(';'));
@@ -552,8 +555,8 @@ Result<std::string> RegistryClient::GetBlob(const Digest& digest, size_t max_siz
 
 Status RegistryClient::FetchBlob(const Digest& digest, const Sink& sink,
                                  const std::function<void()>& restart) {
-  return Get("/v2/" + repository_ + "/blobs/" + digest.str(), "", &sink, 0,
-             "blob " + digest.str(), restart)
+  return Get("/v2/" + repository_ + "/blobs/" + digest.str(), "", &sink, 0, "blob " + digest.str(),
+             restart)
       .status();
 }
 
@@ -626,12 +629,14 @@ Result<std::string> RegistryClient::FetchRange(const Digest& digest, uint64_t of
   call.headers = {"Range: bytes=" + std::to_string(offset) + "-" +
                   std::to_string(offset + length - 1)};
   call.max_body = static_cast<size_t>(length);
-  call.what = "blob " + digest.str() + " bytes " + std::to_string(offset) + "+" +
-              std::to_string(length);
+  call.what =
+      "blob " + digest.str() + " bytes " + std::to_string(offset) + "+" + std::to_string(length);
   LAYERFS_ASSIGN_OR_RETURN(Response r, Send(call));
   if (r.status != 206 && !(r.status == 200 && offset == 0)) {
-    return Status::Error(EIO, display_ + ": " + call.what + ": the registry did not answer the "
-                                         "range request (HTTP " + std::to_string(r.status) + ")");
+    return Status::Error(EIO, display_ + ": " + call.what +
+                                  ": the registry did not answer the "
+                                  "range request (HTTP " +
+                                  std::to_string(r.status) + ")");
   }
   if (r.body.size() != length) {
     return Status::Error(EIO, display_ + ": " + call.what + ": the registry sent " +

@@ -85,7 +85,7 @@ class RegistryClient {
 
  private:
   struct Response {
-    long status = 0;        // 0: no response; `curl_code` and `body` say why
+    long status = 0;  // 0: no response; `curl_code` and `body` say why
     CURLcode curl_code = CURLE_OK;
     std::string body;  // error bodies always; others when no sink is given
     std::string content_type;
@@ -133,8 +133,8 @@ class RegistryClient {
   void ReturnHandle(CURL* easy);
 
   const CurlApi* curl_;
-  mutable std::mutex mu_;         // the handles and the Authorization below
-  std::mutex auth_mu_;            // one authentication at a time
+  mutable std::mutex mu_;  // the handles and the Authorization below
+  std::mutex auth_mu_;     // one authentication at a time
   std::vector<CURL*> idle_;
   std::string host_;
   std::string repository_;

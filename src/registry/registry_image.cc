@@ -29,8 +29,8 @@ class RegistrySource : public ImageSource {
  public:
   // Deferred: layer blobs are fetched only when FetchLayers() says so; until then Open() of one
   // gives a range of its size that holds no bytes.
-  RegistrySource(std::shared_ptr<RegistryClient> client, const ImageName& name,
-                 FetchedManifest top, std::string cache_dir, bool deferred)
+  RegistrySource(std::shared_ptr<RegistryClient> client, const ImageName& name, FetchedManifest top,
+                 std::string cache_dir, bool deferred)
       : client_(std::move(client)),
         location_(name.str()),
         cache_dir_(std::move(cache_dir)),
@@ -275,11 +275,10 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
                            RegistryClient::Connect(name, registry));
   std::shared_ptr<RegistryClient> client = std::move(connected);
   LAYERFS_ASSIGN_OR_RETURN(FetchedManifest top, client->GetManifest(name.reference()));
-  auto source = std::make_unique<RegistrySource>(client, name, std::move(top), cache_dir,
-                                                 registry.lazy);
+  auto source =
+      std::make_unique<RegistrySource>(client, name, std::move(top), cache_dir, registry.lazy);
   const RegistrySource* registry_source = source.get();
-  LAYERFS_ASSIGN_OR_RETURN(ImageSpec spec,
-                           LoadOciImage(std::move(source), options, "registry"));
+  LAYERFS_ASSIGN_OR_RETURN(ImageSpec spec, LoadOciImage(std::move(source), options, "registry"));
   if (!registry.lazy) {
     registry_source->JoinFetchers();
     return spec;

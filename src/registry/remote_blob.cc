@@ -62,14 +62,13 @@ Result<std::shared_ptr<RemoteBlob>> RemoteBlob::Open(std::shared_ptr<RegistryCli
     b->completed_ = true;
     return b;
   }
-  b->data_.reset(::open(b->partial_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                        0644));
+  b->data_.reset(::open(b->partial_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!b->data_) return Status::FromErrno(errno, b->partial_path_);
   if (::ftruncate(b->data_.get(), static_cast<off_t>(size)) != 0) {
     return Status::FromErrno(errno, b->partial_path_);
   }
-  b->present_fd_.reset(::open(b->present_path_.c_str(),
-                              O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  b->present_fd_.reset(
+      ::open(b->present_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!b->present_fd_) return Status::FromErrno(errno, b->present_path_);
   std::vector<uint8_t> record(b->present_.size(), 0);
   ssize_t n = ::pread(b->present_fd_.get(), record.data(), record.size(), 0);
@@ -100,7 +99,8 @@ void RemoteBlob::BackgroundLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       // Demand reads first; a failure waits longer each time (the registry may be away).
-      const auto pause = std::chrono::milliseconds(failures == 0 ? 0 : 500 << std::min(failures, 6));
+      const auto pause =
+          std::chrono::milliseconds(failures == 0 ? 0 : 500 << std::min(failures, 6));
       fetched_.wait_for(lock, pause, [&] { return stopping_; });
       for (;;) {
         const auto since = std::chrono::nanoseconds(Now() - last_demand_ns.load());
@@ -216,8 +216,8 @@ void RemoteBlob::MaybeComplete() const {
   Digest got = hash.Finish();
   if (got != digest_) {
     failed_ = true;
-    LogError("{}: the blob fetched whole has digest {}; its reads fail with EIO from now on",
-             name_, got.str());
+    LogError("{}: the blob fetched whole has digest {}; its reads fail with EIO from now on", name_,
+             got.str());
     return;
   }
   ::fsync(data_.get());

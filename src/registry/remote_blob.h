@@ -65,7 +65,7 @@ class RemoteBlob final : public ByteSource {
   std::string chunk_digests_;
   std::string name_;
   std::string final_path_, partial_path_, present_path_;
-  UniqueFd data_;     // the .partial file (or the whole blob once complete)
+  UniqueFd data_;  // the .partial file (or the whole blob once complete)
   UniqueFd present_fd_;
   mutable std::mutex mu_;
   mutable std::condition_variable fetched_;

@@ -23,8 +23,8 @@ TEST_CASE("--creds is USER:PASSWORD; the password may hold colons") {
 }
 
 TEST_CASE("base64 round trips, and bad base64 is refused") {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "user:pass",
-                                                       std::string("\0\xff:x", 4)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "user:pass", std::string("\0\xff:x", 4)}) {
     auto back = Base64Decode(Base64Encode(s));
     REQUIRE(back);
     CHECK(*back == s);
@@ -38,9 +38,12 @@ TEST_CASE("auth files: host, host/namespace (longest wins), URLs, docker.io's sp
   TempDir dir;
   const std::string file = dir.Sub("auth.json");
   WriteFile(file, R"({"auths": {
-      "registry.example.com:5000": {"auth": ")" + Base64Encode("host:pw1") + R"("},
-      "registry.example.com:5000/team": {"auth": ")" + Base64Encode("team:pw2") + R"("},
-      "https://index.docker.io/v1/": {"auth": ")" + Base64Encode("hub:pw3") + R"("},
+      "registry.example.com:5000": {"auth": ")" +
+                      Base64Encode("host:pw1") + R"("},
+      "registry.example.com:5000/team": {"auth": ")" +
+                      Base64Encode("team:pw2") + R"("},
+      "https://index.docker.io/v1/": {"auth": ")" +
+                      Base64Encode("hub:pw3") + R"("},
       "helper.example.com": {}
   }})");
   auto find = [&](const std::string& registry, const std::string& repo) {
