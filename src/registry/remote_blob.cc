@@ -73,8 +73,11 @@ Result<std::shared_ptr<RemoteBlob>> RemoteBlob::Open(std::shared_ptr<RegistryCli
   std::vector<uint8_t> record(b->present_.size(), 0);
   ssize_t n = ::pread(b->present_fd_.get(), record.data(), record.size(), 0);
   if (n < 0) return Status::FromErrno(errno, b->present_path_);
-  for (size_t i = 0; i < static_cast<size_t>(n); ++i) b->present_[i] = record[i] == 1;
-  b->missing_ = static_cast<size_t>(std::count(b->present_.begin(), b->present_.end(), 0));
+  // Recorded chunks are checked again before they are first used: a crash may have kept the
+  // record of a chunk whose bytes never reached the disk.
+  b->recorded_.assign(b->present_.size(), 0);
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) b->recorded_[i] = record[i] == 1;
+  b->missing_ = b->present_.size();
   return b;
 }
 
@@ -149,9 +152,10 @@ Status RemoteBlob::EnsureChunk(size_t k, bool demand) const {
     fetched_.wait(lock);  // another reader fetches it
   }
   fetching_.insert(k);
+  const bool recorded = !recorded_.empty() && recorded_[k];
   lock.unlock();
   if (demand) last_demand_ns = Now();
-  Status s = FetchChunk(k);
+  Status s = FetchChunk(k, recorded);
   if (demand) last_demand_ns = Now();
   lock.lock();
   fetching_.erase(k);
@@ -167,10 +171,18 @@ Status RemoteBlob::EnsureChunk(size_t k, bool demand) const {
   return s;
 }
 
-Status RemoteBlob::FetchChunk(size_t k) const {
+Status RemoteBlob::FetchChunk(size_t k, bool recorded) const {
   const uint64_t start = k * chunk_size_;
   const uint64_t length = std::min(chunk_size_, size_ - start);
   const std::string_view want(chunk_digests_.data() + k * Digest::kSize, Digest::kSize);
+  if (recorded) {  // fetched by an earlier mount: used if it is still intact
+    std::string bytes(static_cast<size_t>(length), '\0');
+    if (PreadFully(data_.get(), bytes.data(), bytes.size(), start, name_).ok()) {
+      Digest got = Sha256::Of(bytes.data(), bytes.size());
+      if (std::memcmp(got.bytes().data(), want.data(), Digest::kSize) == 0) return Status::Ok();
+    }
+    LogInfo("{}: chunk {} in the cache is damaged; fetching it again", name_, k);
+  }
   Status last = Status::Ok();
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto bytes = client_->FetchRange(digest_, start, length);

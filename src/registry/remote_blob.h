@@ -4,7 +4,8 @@
 // requests when a read needs them, each checked against its SHA-256 from the published index
 // before a byte of it is served, and kept in the cache: CACHE/blobs/sha256/<hex>.partial holds
 // them at their offsets (a sparse file of the blob's size), <hex>.present one byte per chunk, set
-// once the chunk is written; so a second mount, and other images with the layer, reuse them. A
+// once the chunk is written; so a second mount, and other images with the layer, reuse them
+// (checking each against its digest again before its first use). A
 // chunk that does not match its digest is fetched once more, then fails the read with EIO. When
 // every chunk is here, the whole blob is checked against the manifest's digest: it then becomes
 // CACHE/blobs/sha256/<hex>, a blob like any fetched whole; a mismatch fails the layer's reads from
@@ -55,7 +56,8 @@ class RemoteBlob final : public ByteSource {
   RemoteBlob() = default;
   Status EnsureChunk(size_t k, bool demand) const;
   void BackgroundLoop();
-  Status FetchChunk(size_t k) const;
+  // Fetches chunk k (or, if `recorded`, checks the copy an earlier mount fetched).
+  Status FetchChunk(size_t k, bool recorded) const;
   void MaybeComplete() const;
 
   std::shared_ptr<RegistryClient> client_;
@@ -69,7 +71,8 @@ class RemoteBlob final : public ByteSource {
   UniqueFd present_fd_;
   mutable std::mutex mu_;
   mutable std::condition_variable fetched_;
-  mutable std::vector<uint8_t> present_;
+  mutable std::vector<uint8_t> present_;  // here and checked by this process
+  std::vector<uint8_t> recorded_;         // marked present in the record when opened
   mutable std::set<size_t> fetching_;
   mutable size_t missing_ = 0;
   mutable std::atomic<bool> failed_{false};

@@ -497,3 +497,26 @@ def test_busy_and_lying_registries(registry, image, mounter, tmp_path):
         assert not is_mounted(str(mnt))
     finally:
         proxy.stop()
+
+
+def test_lazy_chunks_damaged_in_the_cache_are_fetched_again(registry, image, mounter, tmp_path):
+    name, layers = pushed_with_index(registry, image, "lazy-damage:1", str(tmp_path / "publisher"))
+    m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
+    with open(m.join("big/random.bin"), "rb") as f:
+        f.seek(100 * 1024)
+        want = f.read(4096)
+    assert not mounter.unmount(m)
+    partial = os.path.join(m.cache, "blobs/sha256", layers[0].split(":")[1] + ".partial")
+    assert os.path.exists(partial) and os.path.exists(partial[:-len(".partial")] + ".present")
+    size = os.path.getsize(partial)
+    with open(partial, "r+b") as f:  # the bytes lost, the record of them kept (as after a crash)
+        f.truncate(0)
+        f.truncate(size)
+    before = len(registry.requests())
+    m = mounter.mount(name, cache=m.cache, options=("--tls-verify=false", "--prefetch=none"))
+    with open(m.join("big/random.bin"), "rb") as f:
+        f.seek(100 * 1024)
+        assert f.read(4096) == want
+    assert layer_blob_bytes(registry, registry.requests()[before:], layers[:1]) > 0
+    assert "in the cache is damaged; fetching it again" in m.log()
+    m.assert_healthy()
