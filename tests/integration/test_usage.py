@@ -138,10 +138,13 @@ def test_version_names_layerfs_and_its_libraries():
 
 @pytest.mark.parametrize("argv,message", [
     ([], "layerfs: error: layerfs: which command? usage: layerfs "
-         "mount|umount|commit|inspect|which|ls|diff|bench ARGS... [--help] (see layerfs --help)"),
+         "mount|umount|commit|inspect|which|ls|diff|bench|index ARGS... [--help] "
+         "(see layerfs --help)"),
     (["frobnicate"], "layerfs: error: layerfs: unknown command 'frobnicate'; usage: layerfs "
-                     "mount|umount|commit|inspect|which|ls|diff|bench ARGS... [--help] "
+                     "mount|umount|commit|inspect|which|ls|diff|bench|index ARGS... [--help] "
                      "(see layerfs --help)"),
+    (["index"], "layerfs: error: layerfs index: A subcommand is required "
+                "(see layerfs index --help)"),
     (["mount"], "layerfs: error: layerfs mount: IMAGE is required (see layerfs mount --help)"),
     (["mount", "x"], "layerfs: error: layerfs mount: MOUNTPOINT is required "
                      "(see layerfs mount --help)"),
