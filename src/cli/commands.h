@@ -21,6 +21,8 @@ struct MountArgs {
   unsigned threads = 0;
   std::string owner = "image";       // image or self
   std::string prefetch = "all";      // docker:// read lazily: fetch the rest in the background
+  std::string verify = "chunks";     // docker://: or full, every layer fetched and checked first
+  bool push_index = false;           // docker://: publish the indexes if there are none
 };
 int RunMount(const MountArgs& args);
 

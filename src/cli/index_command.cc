@@ -36,20 +36,9 @@ int RunIndexPush(const IndexArgs& args) {
   image_args.registry.lazy = false;  // the chunk digests are of whole blobs
   auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
-  auto artifact = BuildIndexArtifact(**image, chunk_size);
-  if (!artifact.ok()) return Fail(artifact.status());
-  auto client = RegistryClient::Connect(*name, args.image.registry);
-  if (!client.ok()) return Fail(client.status());
-  auto tag = PublishIndexArtifact(**client, (*image)->spec, *artifact);
-  if (!tag.ok()) return Fail(tag.status());
-  uint64_t bytes = 0;
-  for (const ArtifactBlob& b : artifact->blobs) bytes += b.data.size();
-  if (LogEnabled(LogLevel::kWarning)) {  // all but -q
-    fmt::print(
-        "{}: the indexes of {} of its {} layers ({} bytes) published as {}{}\n", name->str(),
-        artifact->layers, (*image)->layers.size(), bytes, artifact->digest.str(),
-        tag->empty() ? " (the registry lists it as a referrer)" : ", listed under the tag " + *tag);
-  }
+  auto pushed = PushIndexes(*name, args.image.registry, **image, chunk_size);
+  if (!pushed.ok()) return Fail(pushed.status());
+  if (LogEnabled(LogLevel::kWarning)) fmt::print("{}\n", *pushed);  // all but -q
   return 0;
 }
 

@@ -118,6 +118,19 @@ int main(int argc, char** argv) {
                     "fetches the rest of their layers in the background, demand reads first; "
                     "none fetches only what is read")
       ->check(CLI::IsMember({"all", "none"}));
+  mount->add_option("--verify", m.verify,
+                    "docker:// images: chunks (default) checks each chunk read lazily against the "
+                    "published index before serving it, and each layer against its digest once "
+                    "whole; full fetches every layer whole and checks it before the mount is ready")
+      ->check(CLI::IsMember({"chunks", "full"}));
+  mount->add_option("--read-timeout", m.image.registry.read_timeout_s,
+                    "docker:// images read lazily: a read of data not fetched yet waits this many "
+                    "seconds for the registry, then fails with EIO (default 30)")
+      ->check(CLI::Range(1, 3600));
+  mount->add_flag("--push-index", m.push_index,
+                  "docker:// images without a published index: fetch the layers whole, index "
+                  "them, and publish the indexes beside the image (as layerfs index push), so "
+                  "that later mounts elsewhere are lazy");
   mount->add_option("--threads", m.threads, "Most worker threads serving requests (default 10)");
   mount->add_flag("--single-thread", m.single_thread, "Serve requests on one thread");
 

@@ -17,6 +17,8 @@
 #include "fuse/preflight.h"
 #include "fuse/request_stats.h"
 #include "fuse/session.h"
+#include "registry/image_name.h"
+#include "registry/index_artifact.h"
 #include "scratch/scratch_dir.h"
 #include "tree/image_tree.h"
 #include "tree/writable_tree.h"
@@ -66,9 +68,31 @@ int RunMount(const MountArgs& args) {
   image_args.span = plan->span;
   image_args.span_given = plan->span != 0;
   image_args.span_cache = plan->span_cache;
+  auto name = ParseImageName(args.image.image);
+  if (!name.ok()) return Fail(name.status());
+  if ((args.push_index || args.verify != "chunks") && !name->remote()) {
+    return Fail(Status::Invalid(args.image.image + ": --push-index and --verify are for images in "
+                                "a registry: name a docker:// image"));
+  }
+  if (args.verify == "full") image_args.registry.lazy = false;
+  image_args.registry.find_indexes = args.push_index;
   auto image = OpenImage(image_args);
   if (!image.ok()) return Fail(image.status());
   const OpenedImage& opened = **image;
+  // With no index published beside the image, its layers were fetched whole and indexed here:
+  // publish those indexes for the mounts to come. The mount goes on if that fails.
+  if (args.push_index && opened.spec.published_indexes == 0) {
+    auto pushed = PushIndexes(*name, image_args.registry, opened, kDefaultChunkSize);
+    if (!pushed.ok()) {
+      LogWarning("--push-index: {}", pushed.status().message());
+    } else if (LogEnabled(LogLevel::kWarning)) {
+      fmt::print("{}\n", *pushed);
+      std::fflush(stdout);
+    }
+  } else if (args.push_index) {
+    LogInfo("{}: indexes are published beside the image already; --push-index pushes none",
+            args.image.image);
+  }
   if (opened.span_cache) {
     AddStatsSection("span_cache", [cache = opened.span_cache] {
       SpanCache::Stats st = cache->stats();

@@ -62,6 +62,8 @@ struct ImageSpec {
   // Fetches in the background what is not local yet (the layers read lazily from a registry),
   // demand reads first; empty when there is nothing to fetch.
   std::function<void()> start_background;
+  // Registry images: the layers that have an index published beside the image (when looked for).
+  size_t published_indexes = 0;
 };
 
 struct LoadOptions {

@@ -116,6 +116,20 @@ Result<std::string> PublishIndexArtifact(RegistryClient& client, const ImageSpec
   return tag;
 }
 
+Result<std::string> PushIndexes(const ImageName& name, const RegistryOptions& options,
+                                const OpenedImage& image, uint64_t chunk_size) {
+  LAYERFS_ASSIGN_OR_RETURN(IndexArtifact artifact, BuildIndexArtifact(image, chunk_size));
+  LAYERFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryClient> client,
+                           RegistryClient::Connect(name, options));
+  LAYERFS_ASSIGN_OR_RETURN(std::string tag, PublishIndexArtifact(*client, image.spec, artifact));
+  uint64_t bytes = 0;
+  for (const ArtifactBlob& b : artifact.blobs) bytes += b.data.size();
+  return fmt::format(
+      "{}: the indexes of {} of its {} layers ({} bytes) published as {}{}", name.str(),
+      artifact.layers, image.layers.size(), bytes, artifact.digest.str(),
+      tag.empty() ? " (the registry lists it as a referrer)" : ", listed under the tag " + tag);
+}
+
 namespace {
 
 // The most a published index may take (a layer of a few million entries).

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "image/opened_image.h"
+#include "registry/image_name.h"
 #include "registry/registry_client.h"
 
 namespace layerfs {
@@ -50,6 +51,11 @@ Result<IndexArtifact> BuildIndexArtifact(const OpenedImage& image, uint64_t chun
 // registry indexed its subject itself. Returns the tag it listed it under ("" for none).
 Result<std::string> PublishIndexArtifact(RegistryClient& client, const ImageSpec& spec,
                                          const IndexArtifact& artifact);
+
+// Builds the artifact of an opened registry image and publishes it; returns the line that says so
+// ("docker://…: the indexes of N of its M layers (B bytes) published as sha256:…, …").
+Result<std::string> PushIndexes(const ImageName& name, const RegistryOptions& options,
+                                const OpenedImage& image, uint64_t chunk_size);
 
 struct PublishedLayer {
   std::string index_path;  // the layer's published index, kept in the cache

@@ -274,7 +274,7 @@ Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
                                                          const std::vector<std::string>& headers,
                                                          const Sink* sink, size_t max_body,
                                                          bool with_auth, const char* method,
-                                                         std::string_view body) {
+                                                         std::string_view body, long timeout_ms) {
   CURL* e = TakeHandle();
   if (e == nullptr) return Status::Error(ENOMEM, "libcurl: no handle");
   struct Return {
@@ -301,6 +301,7 @@ Result<RegistryClient::Response> RegistryClient::Perform(const std::string& url,
   curl_->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
   curl_->easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_->easy_setopt(e, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+  if (timeout_ms > 0) curl_->easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_->easy_setopt(e, CURLOPT_USERAGENT, "layerfs");
   curl_->easy_setopt(e, CURLOPT_ERRORBUFFER, error);
   curl_->easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
@@ -478,6 +479,7 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
   const std::function<void()>& restart = call.restart;
   const std::string url = call.path.rfind("http", 0) == 0 ? call.path : Url(call.path);
   bool renewed = false;
+  std::string last_error;  // of the attempt before, for the deadline's message
   for (int attempt = 0;; ++attempt) {
     std::string challenge, authorization;
     {
@@ -487,7 +489,19 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
     }
     if (!challenge.empty()) (void)Reauthenticate(challenge, authorization);
     authorization = Authorization();
-    auto performed = Perform(url, headers, call.sink, call.max_body, true, call.method, call.body);
+    long timeout_ms = 0;
+    if (call.deadline) {
+      timeout_ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         *call.deadline - Clock::now())
+                                         .count());
+      if (timeout_ms <= 0) {
+        return Status::Error(EIO, display_ + ": " + what + ": no answer within " +
+                                      std::to_string(options_.read_timeout_s) + " s" +
+                                      (last_error.empty() ? "" : " (" + last_error + ")"));
+      }
+    }
+    auto performed = Perform(url, headers, call.sink, call.max_body, true, call.method, call.body,
+                             timeout_ms);
     if (!performed.ok()) return performed.status().WithContext(display_ + ": " + what);
     Response r = std::move(performed).value();
     const bool transport = r.status == 0;
@@ -500,10 +514,18 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
       continue;
     }
     if ((transport && Retryable(r.curl_code)) || busy) {
-      if (attempt < options_.retries) {
-        auto wait = std::chrono::milliseconds(250 << attempt);
+      // A call with a deadline tries until then; others a few times.
+      if (call.deadline ? Clock::now() < *call.deadline : attempt < options_.retries) {
+        last_error = transport ? r.body : "HTTP " + std::to_string(r.status);
+        std::chrono::steady_clock::duration wait =
+            std::chrono::milliseconds(250 << std::min(attempt, 3));
         if (busy && r.retry_after_s >= 0 && r.retry_after_s <= 10) {
           wait = std::chrono::seconds(r.retry_after_s);
+        }
+        if (call.deadline) {
+          wait = std::min<std::chrono::steady_clock::duration>(
+              wait, std::max<std::chrono::steady_clock::duration>(
+                        *call.deadline - Clock::now(), std::chrono::milliseconds(1)));
         }
         std::this_thread::sleep_for(wait);
         if (restart) restart();
@@ -631,6 +653,7 @@ Result<std::string> RegistryClient::FetchRange(const Digest& digest, uint64_t of
   call.max_body = static_cast<size_t>(length);
   call.what =
       "blob " + digest.str() + " bytes " + std::to_string(offset) + "+" + std::to_string(length);
+  call.deadline = Clock::now() + std::chrono::seconds(options_.read_timeout_s);
   LAYERFS_ASSIGN_OR_RETURN(Response r, Send(call));
   if (r.status != 206 && !(r.status == 200 && offset == 0)) {
     return Status::Error(EIO, display_ + ": " + call.what +

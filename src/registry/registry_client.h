@@ -34,8 +34,13 @@ struct RegistryOptions {
   // Read layers lazily through indexes published beside the image, where there are any (commit
   // and index push need whole blobs and turn it off).
   bool lazy = true;
+  // Look for published indexes even when not lazy (to count them: mount --push-index).
+  bool find_indexes = false;
   long connect_timeout_s = 10;
   long stall_timeout_s = 30;  // a transfer that moves no byte for this long fails
+  // A read of a lazy layer's data not fetched yet (a Range request, with its retries) fails
+  // after this long without the bytes (mount --read-timeout).
+  long read_timeout_s = 30;
   int retries = 3;
 };
 
@@ -105,7 +110,8 @@ class RegistryClient {
   // `method` is GET, HEAD, POST or PUT (the last two send `body`).
   Result<Response> Perform(const std::string& url, const std::vector<std::string>& headers,
                            const Sink* sink, size_t max_body, bool with_auth,
-                           const char* method = "GET", std::string_view body = {});
+                           const char* method = "GET", std::string_view body = {},
+                           long timeout_ms = 0);
   // A request to the registry (a path, or an absolute URL it gave) with auth, renewal and
   // retries; statuses other than 2xx become errors, except those in `allowed`.
   struct Call {
@@ -118,6 +124,9 @@ class RegistryClient {
     std::string what;
     std::function<void()> restart;
     std::vector<long> allowed;
+    // Attempts and the waits between them end by this time (none: each attempt is bounded by
+    // the stall timeout alone).
+    std::optional<std::chrono::steady_clock::time_point> deadline;
   };
   Result<Response> Send(const Call& call);
   Result<Response> Get(const std::string& path, const std::string& accept, const Sink* sink,

@@ -279,13 +279,19 @@ Result<ImageSpec> LoadRegistryImage(const ImageName& name, const LoadOptions& op
       std::make_unique<RegistrySource>(client, name, std::move(top), cache_dir, registry.lazy);
   const RegistrySource* registry_source = source.get();
   LAYERFS_ASSIGN_OR_RETURN(ImageSpec spec, LoadOciImage(std::move(source), options, "registry"));
+  std::map<std::string, PublishedLayer> published;
+  if (registry.lazy || registry.find_indexes) {
+    published = FindPublishedIndexes(*client, spec, cache_dir);
+    for (const LayerSpec& layer : spec.layers) {
+      spec.published_indexes += published.count(layer.blob_digest->hex());
+    }
+  }
   if (!registry.lazy) {
     registry_source->JoinFetchers();
     return spec;
   }
 
   // Layers with a published index are read lazily; the others are fetched whole now.
-  std::map<std::string, PublishedLayer> published = FindPublishedIndexes(*client, spec, cache_dir);
   std::vector<Digest> whole;
   std::vector<std::shared_ptr<RemoteBlob>> lazy;
   for (LayerSpec& layer : spec.layers) {

@@ -238,7 +238,13 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up on a hung request
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -272,6 +278,7 @@ class TokenServer:
                 "    rootcertbundle: " + self.cert]
 
     def stop(self):
+        self.hang = None
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -280,13 +287,18 @@ class FaultProxy:
     """An HTTP proxy in front of a registry that answers some requests itself first: `faults`
     maps a substring of the path to the statuses to answer its first requests with (503, 429,
     …); `corrupt` is a substring of the paths whose answers get one byte changed (a registry that
-    lies). Everything else is passed to the registry as it is. `seen` lists (method, path,
-    status) of every request."""
+    lies); `redirect` is a substring of the paths answered with a 307 to the registry itself (as
+    registries send blob GETs to object storage). While `hang` is a substring of a path, its
+    requests get no answer until hang is cleared (a registry that stops answering). Everything
+    else is passed to the registry as it is. `seen` lists (method, path, status) of every
+    request."""
 
-    def __init__(self, target, faults=None, corrupt=None):
+    def __init__(self, target, faults=None, corrupt=None, redirect=None):
         self.target = target
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.corrupt = corrupt
+        self.redirect = redirect
+        self.hang = None
         self.seen = []
         self.lock = threading.Lock()
         proxy = self
@@ -308,6 +320,14 @@ class FaultProxy:
                     self.wfile.write(body)
 
             def handle_any(self):
+                while proxy.hang and proxy.hang in self.path:
+                    time.sleep(0.05)
+                if proxy.redirect and proxy.redirect in self.path:
+                    with proxy.lock:
+                        proxy.seen.append((self.command, self.path, 307))
+                    self.answer(307, [("Location", "http://%s%s" % (proxy.target, self.path))],
+                                b"")
+                    return
                 with proxy.lock:
                     for key, statuses in proxy.faults.items():
                         if key in self.path and statuses:
@@ -336,7 +356,13 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = handle_any
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up on a hung request
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -346,5 +372,6 @@ class FaultProxy:
         return "127.0.0.1:%d" % self.port
 
     def stop(self):
+        self.hang = None
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -398,17 +399,19 @@ def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
         f.seek(10)
         f.write(byte)
     m = mounter.mount(name, cache=str(tmp_path / "cache2"),
-                      options=("--tls-verify=false", "--prefetch=none"))
+                      options=("--tls-verify=false", "--prefetch=none", "--read-timeout=3"))
     with open(m.join("big/random.bin"), "rb") as f:
         first = f.read(4096)
     reg.stop()
     with open(m.join("big/random.bin"), "rb") as f:
         assert f.read(4096) == first  # fetched before: still served
-    # A file of layer 4, none of which was read: EIO once the retries are spent.
+    # A file of layer 4, none of which was read: EIO once --read-timeout has passed.
+    start = time.monotonic()
     with pytest.raises(OSError) as e:
         with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
             f.read()
     assert e.value.errno == 5
+    assert 2.5 <= time.monotonic() - start < 20
     assert "cannot" in m.log() or "Couldn't connect" in m.log() or "Failed to connect" in m.log()
     assert os.listdir(m.join("etc"))  # lookups do not wait for the registry
     reg.start()  # back: reads work again
@@ -520,3 +523,106 @@ def test_lazy_chunks_damaged_in_the_cache_are_fetched_again(registry, image, mou
     assert layer_blob_bytes(registry, registry.requests()[before:], layers[:1]) > 0
     assert "in the cache is damaged; fetching it again" in m.log()
     m.assert_healthy()
+
+
+def test_mount_push_index_makes_the_next_machine_lazy(registry, image, mounter, tmp_path):
+    """A first machine mounts an image that has no index beside it with --push-index: it fetches
+    the layers whole and publishes their indexes. A second machine (another cache) then mounts it
+    lazily, fetching no layer byte before a read; a later --push-index mount pushes nothing."""
+    name = registry.push(PUSHED["gzip"](image), "push-index:1")
+    with open(os.path.join(image.form("oci"), "index.json")) as f:
+        manifest = json.load(f)["manifests"][0]["digest"]
+    with open(os.path.join(image.form("oci"), "blobs/sha256", manifest.split(":")[1])) as f:
+        layers = [l["digest"] for l in json.load(f)["layers"]]
+    first = mounter.mount(name, cache=str(tmp_path / "machine-a"),
+                          options=("--tls-verify=false", "--push-index"))
+    assert_same_tree(first.path, image.rootfs, image.implied)
+    assert "the indexes of 5 of its 5 layers" in first.log(), first.log()
+    before = len(registry.requests())
+    second = mounter.mount(name, cache=str(tmp_path / "machine-b"),
+                           options=("--tls-verify=false", "--prefetch=none"))
+    assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
+    assert_same_tree(second.path, image.rootfs, image.implied)
+    assert 0 < layer_blob_bytes(registry, registry.requests()[before:], layers)
+    second.assert_healthy()
+    assert not mounter.unmount(first)
+    before = len(registry.requests())
+    again = mounter.mount(name, cache=str(tmp_path / "machine-a"),
+                          options=("--tls-verify=false", "--push-index"))
+    assert not [r for r in registry.requests()[before:] if r[0] in ("PUT", "POST")]
+    assert "published as" not in again.log(), again.log()
+
+
+def test_push_index_and_verify_need_a_registry_image(image, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for flag in ("--push-index", "--verify=full"):
+        r = layerfs("mount", image.form("oci"), str(mnt), flag, "--cache", str(tmp_path / "c"))
+        assert_one_error(r, "name a docker:// image")
+        assert not is_mounted(str(mnt))
+
+
+def test_verify_full_fetches_and_checks_every_layer_before_the_mount_is_ready(
+        registry, image, mounter, tmp_path):
+    name, layers = pushed_with_index(registry, image, "verify-full:1",
+                                     str(tmp_path / "publisher"))
+    m = mounter.mount(name, options=("--tls-verify=false", "--verify=full", "--prefetch=none"))
+    blobs = os.path.join(m.cache, "blobs/sha256")
+    for l in layers:  # whole, and what the manifest names, as soon as the mount is there
+        with open(os.path.join(blobs, l.split(":")[1]), "rb") as f:
+            assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == l
+    assert not [f for f in os.listdir(blobs) if f.endswith((".partial", ".present"))]
+    r = layerfs("inspect", "--json", name, "--cache", m.cache, "--tls-verify=false")
+    served = [l["served"] for l in json.loads(r.stdout)["layers"]]
+    assert not [s for s in served if s.startswith("lazily")], served
+    assert_same_tree(m.path, image.rootfs, image.implied)
+
+
+def test_reads_wait_for_a_registry_that_stops_answering_then_fail_until_it_answers(
+        registry, image, mounter, tmp_path):
+    name, layers = pushed_with_index(registry, image, "hang:1", str(tmp_path / "publisher"))
+    proxy = FaultProxy(registry.host)
+    try:
+        m = mounter.mount(name.replace(registry.host, proxy.host),
+                          options=("--tls-verify=false", "--prefetch=none", "--read-timeout=2"))
+        with open(m.join("big/random.bin"), "rb") as f:
+            first = f.read(4096)
+        proxy.hang = "/blobs/"
+        start = time.monotonic()
+        with pytest.raises(OSError) as e:
+            with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
+                f.read()
+        assert e.value.errno == 5
+        assert 1.5 <= time.monotonic() - start < 15
+        assert "no answer within 2 s" in m.log(), m.log()
+        # Meanwhile what is here keeps serving, and lookups do not wait.
+        start = time.monotonic()
+        with open(m.join("big/random.bin"), "rb") as f:
+            assert f.read(4096) == first
+        assert os.listdir(m.join("etc"))
+        os.stat(m.join("deep/implied/parents/file.txt"))
+        assert time.monotonic() - start < 1.0
+        proxy.hang = None  # answering again: so are reads
+        with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
+            assert f.read() == b"parents implied\n"
+        assert_same_tree(m.path, image.rootfs, image.implied)
+    finally:
+        proxy.stop()
+
+
+def test_blob_requests_redirected_elsewhere_are_followed(registry, image, mounter, tmp_path):
+    """Registries send blob GETs to object storage with a redirect: whole fetches and the Range
+    requests of lazy reads follow it."""
+    lazy, _ = pushed_with_index(registry, image, "redirect:1", str(tmp_path / "publisher"))
+    proxy = FaultProxy(registry.host, redirect="/blobs/sha256:")
+    try:
+        for repo, options in (("gzip:1", ()), ("redirect:1", ("--prefetch=none",))):
+            m = mounter.mount("docker://%s/%s" % (proxy.host, repo),
+                              options=("--tls-verify=false",) + options)
+            assert_same_tree(m.path, image.rootfs, image.implied)
+            assert not mounter.unmount(m)
+        redirected = [s for s in proxy.seen if s[2] == 307]
+        assert len(redirected) >= 6, proxy.seen
+    finally:
+        proxy.stop()
+    assert lazy
