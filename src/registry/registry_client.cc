@@ -480,6 +480,11 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
   const std::string url = call.path.rfind("http", 0) == 0 ? call.path : Url(call.path);
   bool renewed = false;
   std::string last_error;  // of the attempt before, for the deadline's message
+  const auto no_answer = [&] {
+    return Status::Error(EIO, display_ + ": " + what + ": no answer within " +
+                                  std::to_string(options_.read_timeout_s) + " s" +
+                                  (last_error.empty() ? "" : " (" + last_error + ")"));
+  };
   for (int attempt = 0;; ++attempt) {
     std::string challenge, authorization;
     {
@@ -494,11 +499,7 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
       timeout_ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          *call.deadline - Clock::now())
                                          .count());
-      if (timeout_ms <= 0) {
-        return Status::Error(EIO, display_ + ": " + what + ": no answer within " +
-                                      std::to_string(options_.read_timeout_s) + " s" +
-                                      (last_error.empty() ? "" : " (" + last_error + ")"));
-      }
+      if (timeout_ms <= 0) return no_answer();
     }
     auto performed = Perform(url, headers, call.sink, call.max_body, true, call.method, call.body,
                              timeout_ms);
@@ -515,8 +516,9 @@ Result<RegistryClient::Response> RegistryClient::Send(const Call& call) {
     }
     if ((transport && Retryable(r.curl_code)) || busy) {
       // A call with a deadline tries until then; others a few times.
-      if (call.deadline ? Clock::now() < *call.deadline : attempt < options_.retries) {
-        last_error = transport ? r.body : "HTTP " + std::to_string(r.status);
+      last_error = transport ? r.body : "HTTP " + std::to_string(r.status);
+      if (call.deadline && Clock::now() >= *call.deadline) return no_answer();
+      if (call.deadline || attempt < options_.retries) {
         std::chrono::steady_clock::duration wait =
             std::chrono::milliseconds(250 << std::min(attempt, 3));
         if (busy && r.retry_after_s >= 0 && r.retry_after_s <= 10) {
