@@ -42,6 +42,15 @@ class ByteSource {
   // read.
   virtual Status ReadAt(uint64_t offset, char* buf, size_t size) const = 0;
 
+  // A hint that the bytes [offset, offset + length) are about to be read (clipped to the
+  // source). A source that must fetch bytes fetches those it lacks of the range in as few
+  // requests as it can; an error is one the reads would meet. Other sources do nothing.
+  virtual Status WillRead(uint64_t offset, uint64_t length) const {
+    (void)offset;
+    (void)length;
+    return Status::Ok();
+  }
+
   // The file holding the bytes from `offset` on, and how many of them it holds contiguously; an
   // empty span (fd -1) when they are not a file's.
   virtual FileSpan FileAt(uint64_t offset) const {

@@ -38,7 +38,11 @@ Status CompressedSource::Decode(size_t k, uint64_t skip, char* out, size_t size)
   cp.window = std::string_view(table_.windows + p.window_offset, p.window_size);
   uint64_t in_end =
       k + 1 < table_.count ? table_.points[k + 1].in_offset + kReadAhead : blob_->size();
-  Status s = DecodeFrom(*blob_, table_.codec, inflater_, cp, in_end, skip, out, size);
+  // The compressed bytes of the span at once (the byte before a checkpoint inside a byte too):
+  // a remote blob fetches them in one request rather than one per piece the decoder reads.
+  const uint64_t in_start = cp.bits > 0 && cp.in > 0 ? cp.in - 1 : cp.in;
+  Status s = blob_->WillRead(in_start, std::min(in_end, blob_->size()) - in_start);
+  if (s.ok()) s = DecodeFrom(*blob_, table_.codec, inflater_, cp, in_end, skip, out, size);
   if (!s.ok() && !logged_.exchange(true)) {
     LogError("{}; the reads that need this part of the layer fail with EIO", s.message());
   }

@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
                          "rebuilt)");
   index_push->add_option("--chunk-size", ix.chunk_size,
                          "The bytes of a layer blob that one published chunk digest covers, and "
-                         "that a lazy mount fetches at once, 64K to 64M (default 512K)");
+                         "that a lazy mount fetches at once, 64K to 64M (default 256K)");
 
   std::string umount_point;
   bool lazy = false;

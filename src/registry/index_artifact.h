@@ -28,7 +28,7 @@ inline constexpr const char* kLayerIndexMediaType = "application/vnd.layerfs.lay
 inline constexpr const char* kChunkDigestsMediaType = "application/vnd.layerfs.chunk-digests.v1";
 inline constexpr const char* kLayerAnnotation = "io.layerfs.layer";
 inline constexpr const char* kChunkSizeAnnotation = "io.layerfs.chunk-size";
-inline constexpr uint64_t kDefaultChunkSize = 512 << 10;
+inline constexpr uint64_t kDefaultChunkSize = 256 << 10;
 
 struct ArtifactBlob {
   std::string media_type;

@@ -20,6 +20,9 @@ namespace {
 // take the link from a start-up that reads.
 std::atomic<int64_t> last_demand_ns{0};
 constexpr std::chrono::milliseconds kQuiet{1000};
+// Chunks the background fetches per request: about 1 MiB with the default chunk size, short
+// enough that a demand read that comes meanwhile does not wait long for the link.
+constexpr size_t kBackgroundRun = 4;
 
 int64_t Now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -117,7 +120,9 @@ void RemoteBlob::BackgroundLoop() {
         continue;
       }
     }
-    Status s = EnsureChunk(k, false);
+    // A few chunks per request; EnsureChunk then deals with chunk k if the run left it.
+    Status s = FetchChunks(k, k + kBackgroundRun - 1, false);
+    if (s.ok()) s = EnsureChunk(k, false);
     failures = s.ok() ? 0 : failures + 1;
     if (s.ok()) ++k;
   }
@@ -136,6 +141,7 @@ Status RemoteBlob::ReadAt(uint64_t offset, char* buf, size_t size) const {
   if (size == 0) return Status::Ok();
   const size_t first = static_cast<size_t>(offset / chunk_size_);
   const size_t last = static_cast<size_t>((offset + size - 1) / chunk_size_);
+  LAYERFS_RETURN_IF_ERROR(WillRead(offset, size));
   for (size_t k = first; k <= last; ++k) LAYERFS_RETURN_IF_ERROR(EnsureChunk(k, true));
   return PreadFully(data_.get(), buf, size, offset, name_);
 }
@@ -187,24 +193,97 @@ Status RemoteBlob::FetchChunk(size_t k, bool recorded) const {
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto bytes = client_->FetchRange(digest_, start, length);
     if (!bytes.ok()) return bytes.status();
-    Digest got = Sha256::Of(bytes->data(), bytes->size());
-    if (std::memcmp(got.bytes().data(), want.data(), Digest::kSize) != 0) {
-      last = Status::Corrupt(name_ + ": chunk " + std::to_string(k) + " (bytes " +
-                             std::to_string(start) + "+" + std::to_string(length) +
-                             ") does not match its published digest");
-      LogError("{}{}", last.message(), attempt == 0 ? "; fetching it again" : "");
-      continue;
-    }
-    if (int err = PwriteFully(data_.get(), bytes->data(), bytes->size(), start); err != 0) {
-      return Status::FromErrno(err, partial_path_);
-    }
-    const uint8_t one = 1;
-    if (int err = PwriteFully(present_fd_.get(), &one, 1, k); err != 0) {
-      return Status::FromErrno(err, present_path_);
-    }
-    return Status::Ok();
+    LAYERFS_ASSIGN_OR_RETURN(bool stored, StoreChunk(k, *bytes));
+    if (stored) return Status::Ok();
+    last = Status::Corrupt(name_ + ": chunk " + std::to_string(k) + " (bytes " +
+                           std::to_string(start) + "+" + std::to_string(length) +
+                           ") does not match its published digest");
+    LogError("{}{}", last.message(), attempt == 0 ? "; fetching it again" : "");
   }
   return last;
+}
+
+Result<bool> RemoteBlob::StoreChunk(size_t k, std::string_view bytes) const {
+  const uint64_t start = k * chunk_size_;
+  const std::string_view want(chunk_digests_.data() + k * Digest::kSize, Digest::kSize);
+  Digest got = Sha256::Of(bytes.data(), bytes.size());
+  if (std::memcmp(got.bytes().data(), want.data(), Digest::kSize) != 0) return false;
+  if (int err = PwriteFully(data_.get(), bytes.data(), bytes.size(), start); err != 0) {
+    return Status::FromErrno(err, partial_path_);
+  }
+  const uint8_t one = 1;
+  if (int err = PwriteFully(present_fd_.get(), &one, 1, k); err != 0) {
+    return Status::FromErrno(err, present_path_);
+  }
+  return true;
+}
+
+Status RemoteBlob::WillRead(uint64_t offset, uint64_t length) const {
+  if (offset >= size_ || length == 0 || failed_) return Status::Ok();
+  length = std::min(length, size_ - offset);
+  const size_t first = static_cast<size_t>(offset / chunk_size_);
+  const size_t last = static_cast<size_t>((offset + length - 1) / chunk_size_);
+  if (first == last) return Status::Ok();  // ReadAt fetches a single chunk as well
+  return FetchChunks(first, last, true);
+}
+
+Status RemoteBlob::FetchChunks(size_t first, size_t last, bool demand) const {
+  // Claim the chunks no one has or fetches. Those an earlier mount recorded are left to
+  // EnsureChunk, which checks them where they are.
+  std::vector<size_t> mine;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t k = first; k <= last && k < present_.size(); ++k) {
+      const bool recorded = !recorded_.empty() && recorded_[k];
+      if (!present_[k] && !recorded && fetching_.insert(k).second) mine.push_back(k);
+    }
+    if (mine.empty()) return Status::Ok();
+    demand_ += demand;
+  }
+  if (demand) last_demand_ns = Now();
+  Status status = Status::Ok();
+  std::vector<size_t> stored;
+  for (size_t i = 0; i < mine.size() && status.ok();) {
+    size_t j = i + 1;  // mine[i..j) are consecutive
+    while (j < mine.size() && mine[j] == mine[j - 1] + 1) ++j;
+    const uint64_t start = mine[i] * chunk_size_;
+    const uint64_t end = std::min<uint64_t>((mine[j - 1] + 1) * chunk_size_, size_);
+    auto bytes = client_->FetchRange(digest_, start, end - start);
+    if (!bytes.ok()) {
+      status = bytes.status();
+      break;
+    }
+    for (size_t m = i; m < j; ++m) {
+      const uint64_t at = mine[m] * chunk_size_ - start;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size_, end - start - at));
+      // A chunk that does not match is left missing: the read's EnsureChunk fetches it again
+      // on its own and says so.
+      auto s = StoreChunk(mine[m], std::string_view(*bytes).substr(at, n));
+      if (!s.ok()) {
+        status = s.status();
+        break;
+      }
+      if (*s) stored.push_back(mine[m]);
+    }
+    i = j;
+  }
+  if (demand) last_demand_ns = Now();
+  bool complete;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t k : mine) fetching_.erase(k);
+    for (size_t k : stored) {
+      if (!present_[k]) {
+        present_[k] = 1;
+        --missing_;
+      }
+    }
+    demand_ -= demand;
+    complete = !stored.empty() && missing_ == 0;
+  }
+  fetched_.notify_all();
+  if (complete) MaybeComplete();
+  return status;
 }
 
 void RemoteBlob::MaybeComplete() const {

@@ -9,7 +9,8 @@
 // chunk that does not match its digest is fetched once more, then fails the read with EIO. When
 // every chunk is here, the whole blob is checked against the manifest's digest: it then becomes
 // CACHE/blobs/sha256/<hex>, a blob like any fetched whole; a mismatch fails the layer's reads from
-// then on (EIO, one log line). Concurrent readers of one chunk fetch it once.
+// then on (EIO, one log line). Concurrent readers of one chunk fetch it once; a read of several
+// chunks in a row fetches those missing in one request.
 #ifndef LAYERFS_REGISTRY_REMOTE_BLOB_H_
 #define LAYERFS_REGISTRY_REMOTE_BLOB_H_
 
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -42,6 +44,9 @@ class RemoteBlob final : public ByteSource {
   const std::string& name() const override { return name_; }
   Status ReadAt(uint64_t offset, char* buf, size_t size) const override;
   bool Intact() const override { return !failed_.load(); }
+  // Fetches the chunks of the range that no one has or fetches, each run of consecutive ones in
+  // one request (a span of a compressed layer often covers two or three chunks).
+  Status WillRead(uint64_t offset, uint64_t length) const override;
 
   // Fetches every chunk not here yet, in order, on a thread of its own, leaving the link to
   // demand reads: it waits until no read of the process has waited for a chunk for a second.
@@ -55,9 +60,15 @@ class RemoteBlob final : public ByteSource {
  private:
   RemoteBlob() = default;
   Status EnsureChunk(size_t k, bool demand) const;
+  // Fetches the chunks of [first, last] that no one has or fetches, each run of consecutive ones
+  // in one request; a chunk that does not match its digest is left missing.
+  Status FetchChunks(size_t first, size_t last, bool demand) const;
   void BackgroundLoop();
   // Fetches chunk k (or, if `recorded`, checks the copy an earlier mount fetched).
   Status FetchChunk(size_t k, bool recorded) const;
+  // Checks `bytes` against chunk k's digest (false: they do not match), then writes them and
+  // records the chunk.
+  Result<bool> StoreChunk(size_t k, std::string_view bytes) const;
   void MaybeComplete() const;
 
   std::shared_ptr<RegistryClient> client_;

@@ -361,6 +361,30 @@ def test_lazy_mount_fetches_only_what_is_read(registry, image, mounter, tmp_path
     assert layer_blob_bytes(registry, registry.requests()[before:], layers) == 0
 
 
+def test_a_span_over_several_chunks_is_fetched_in_one_request(registry, image, mounter,
+                                                              tmp_path):
+    name = registry.push(PUSHED["gzip"](image), "coalesce:1")
+    # Spans of 1 MiB over chunks of 64 KiB: decoding the span of big/random.bin (300 KiB that
+    # do not compress) needs several consecutive chunks.
+    r = layerfs("index", "push", name, "--cache", str(tmp_path / "publisher"),
+                "--tls-verify=false", "--span", "1M", "--chunk-size", "64K")
+    assert r.returncode == 0, r.stderr
+    before = len(registry.requests())
+    m = mounter.mount(name, options=("--tls-verify=false", "--prefetch=none"))
+    with open(m.join("big/random.bin"), "rb") as f:
+        got = f.read()
+    with open(os.path.join(image.rootfs, "big/random.bin"), "rb") as f:
+        assert got == f.read()
+    ranges = [(uri, w) for method, uri, w, status in registry.requests()[before:]
+              if method == "GET" and "/blobs/" in uri and status == 206]
+    sent = sum(w for _, w in ranges)
+    assert sent >= 300 * 1024, ranges
+    # The span's compressed bytes in one request, not one per chunk or per piece the decoder
+    # reads (128 KiB).
+    assert max(w for _, w in ranges) >= 256 * 1024, ranges
+    m.assert_healthy()
+
+
 def test_lazy_mount_fetches_the_rest_in_the_background(registry, image, mounter, tmp_path):
     name, layers = pushed_with_index(registry, image, "lazy-bg:1", str(tmp_path / "publisher"))
     m = mounter.mount(name, options=("--tls-verify=false",))  # --prefetch=all, the default
