@@ -323,6 +323,16 @@ def layer_blob_bytes(reg, requests, layers):
                if method == "GET" and any(l in uri for l in layers))
 
 
+def assert_read_fails_with_eio_within(path, low, high):
+    """Reading `path` fails with EIO after `low` to `high` seconds."""
+    start = time.monotonic()
+    with pytest.raises(OSError) as e:
+        with open(path, "rb") as f:
+            f.read()
+    assert e.value.errno == 5
+    assert low <= time.monotonic() - start < high
+
+
 def pushed_with_index(reg, image, repo, cache):
     name = reg.push(PUSHED["gzip"](image), repo)
     # Small spans and chunks, so that the small image's layers have several of each.
@@ -430,12 +440,7 @@ def test_lazy_mount_refuses_a_changed_chunk_and_survives_the_registry_stopping(
     with open(m.join("big/random.bin"), "rb") as f:
         assert f.read(4096) == first  # fetched before: still served
     # A file of layer 4, none of which was read: EIO once --read-timeout has passed.
-    start = time.monotonic()
-    with pytest.raises(OSError) as e:
-        with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
-            f.read()
-    assert e.value.errno == 5
-    assert 2.5 <= time.monotonic() - start < 20
+    assert_read_fails_with_eio_within(m.join("deep/implied/parents/file.txt"), 2.5, 20)
     assert "cannot" in m.log() or "Couldn't connect" in m.log() or "Failed to connect" in m.log()
     assert os.listdir(m.join("etc"))  # lookups do not wait for the registry
     reg.start()  # back: reads work again
@@ -612,12 +617,7 @@ def test_reads_wait_for_a_registry_that_stops_answering_then_fail_until_it_answe
         with open(m.join("big/random.bin"), "rb") as f:
             first = f.read(4096)
         proxy.hang = "/blobs/"
-        start = time.monotonic()
-        with pytest.raises(OSError) as e:
-            with open(m.join("deep/implied/parents/file.txt"), "rb") as f:
-                f.read()
-        assert e.value.errno == 5
-        assert 1.5 <= time.monotonic() - start < 15
+        assert_read_fails_with_eio_within(m.join("deep/implied/parents/file.txt"), 1.5, 15)
         assert "no answer within 2 s" in m.log(), m.log()
         # Meanwhile what is here keeps serving, and lookups do not wait.
         start = time.monotonic()
